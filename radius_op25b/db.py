@@ -1,0 +1,112 @@
+"""Engines, sessions and migrations: the only place that knows SQLAlchemy and Alembic exist
+underneath the store; their errors leave this module as StoreUnavailable or SchemaOutOfDate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from radius_op25b.errors import SchemaOutOfDate, StoreUnavailable
+
+
+def migrations_path() -> Path:
+    """migrations/ ships inside the package; in a plain checkout it is at the repository top."""
+    try:
+        path = Path(str(resources.files("radius_op25b.migrations")))
+        if (path / "env.py").exists():
+            return path
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except Exception as exc:  # bad URL or missing driver
+        raise StoreUnavailable(f"database url {redact_url(url)}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable url>"
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error; DB failures become StoreUnavailable."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    try:
+        with factory.begin() as session:
+            yield session
+    except (OperationalError, DBAPIError) as exc:
+        if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):
+            raise
+        raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", exc)) or type(exc).__name__
+    return text.strip().splitlines()[0]
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_path()))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except OperationalError as exc:
+        raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
+
+
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Refuse to work on a database whose schema is not at head, and say how to fix it."""
+    current, head = current_revision(engine), head_revision(engine)
+    if current != head:
+        state = "is empty" if current is None else f"is at revision {current}"
+        raise SchemaOutOfDate(
+            f"database {redact_url(str(engine.url))} {state}, not {head}; run `op25b db upgrade`"
+        )

@@ -1,0 +1,463 @@
+"""Repository functions over the subscriber database: every function takes a `session` and
+leaves its lifecycle to the caller (one CLI command or one pipeline step = one transaction).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session, selectinload
+
+from radius_op25b import decision as d
+from radius_op25b.errors import Conflict, InvalidInput, NotFound
+from radius_op25b.models import AuditLog, Exemption, MobileMtaBlock, Realm, RealmMsaPermit, Subscriber
+
+IP_TYPES = ("dynamic", "static")
+CLASSES = tuple(c.value for c in d.FilterClass)
+
+
+def username_key(username: str) -> str:
+    return username.strip().lower()
+
+
+def realm_for(username: str, realm: str | None) -> str | None:
+    """The realm given, else the one in `user@realm`; always lower-cased."""
+    chosen = (realm or "").strip() or d.realm_of(username)
+    return chosen.lower() if chosen else None
+
+
+# --- validation of operator input (shared by CLI and CSV import) --------------------------------
+
+
+def check_username(username: str) -> str:
+    name = username.strip()
+    if not name:
+        raise InvalidInput("username is empty")
+    if len(name.encode()) > 253:
+        raise InvalidInput(f"username {name[:40]!r}... is longer than 253 octets (RFC 2865 §5.1)")
+    if any(ord(ch) < 32 for ch in name):
+        raise InvalidInput(f"username {name!r} contains control characters")
+    return name
+
+
+def check_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not an IP address") from None
+
+
+def check_cidr(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=True))
+    except ValueError as exc:
+        raise InvalidInput(f"{text!r} is not a CIDR block ({exc})") from None
+
+
+def check_class(text: str) -> str:
+    if text not in CLASSES:
+        raise InvalidInput(f"unknown class {text!r} (choose {', '.join(CLASSES)})")
+    return text
+
+
+# --- audit --------------------------------------------------------------------------------------
+
+
+def audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    now: datetime,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    session.add(AuditLog(at=now, actor=actor, action=action, target=target, before=before, after=after))
+
+
+def audit_entries(session: Session, target: str | None = None, limit: int = 200) -> Sequence[AuditLog]:
+    query = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
+    if target is not None:
+        query = query.where(AuditLog.target == target)
+    return list(reversed(session.scalars(query).all()))
+
+
+# --- subscribers --------------------------------------------------------------------------------
+
+
+def subscriber_state(sub: Subscriber) -> dict[str, Any]:
+    """The audited fields of a subscriber, as JSON-ready values."""
+    return {
+        "username": sub.username,
+        "realm": sub.realm,
+        "ip_type": sub.ip_type,
+        "static_addresses": list(sub.static_addresses or []),
+        "class_override": sub.class_override,
+        "note": sub.note,
+    }
+
+
+def find_subscriber(session: Session, username: str) -> Subscriber | None:
+    query = (
+        select(Subscriber)
+        .where(Subscriber.username_key == username_key(username))
+        .options(selectinload(Subscriber.exemptions))
+    )
+    return session.scalars(query).one_or_none()
+
+
+def get_subscriber(session: Session, username: str) -> Subscriber:
+    sub = find_subscriber(session, username)
+    if sub is None:
+        raise NotFound(f"no subscriber {username!r}")
+    return sub
+
+
+def add_subscriber(
+    session: Session,
+    username: str,
+    *,
+    actor: str,
+    now: datetime,
+    realm: str | None = None,
+    static_addresses: Sequence[str] = (),
+    class_override: str | None = None,
+    note: str | None = None,
+) -> Subscriber:
+    name = check_username(username)
+    if find_subscriber(session, name) is not None:
+        raise Conflict(f"subscriber {name!r} already exists")
+    statics = [check_address(a) for a in static_addresses]
+    sub = Subscriber(
+        username=name,
+        username_key=username_key(name),
+        realm=realm_for(name, realm),
+        ip_type="static" if statics else "dynamic",
+        static_addresses=statics,
+        class_override=check_class(class_override) if class_override else None,
+        note=note,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(sub)
+    session.flush()
+    audit(session, actor=actor, action="subscriber.add", target=sub.username_key, now=now, after=subscriber_state(sub))
+    return sub
+
+
+def _change(session: Session, sub: Subscriber, action: str, actor: str, now: datetime, **fields: Any) -> Subscriber:
+    before = subscriber_state(sub)
+    for key, value in fields.items():
+        setattr(sub, key, value)
+    sub.updated_at = now
+    session.flush()
+    audit(session, actor=actor, action=action, target=sub.username_key, now=now, before=before, after=subscriber_state(sub))
+    return sub
+
+
+def set_static(session: Session, username: str, addresses: Sequence[str], *, actor: str, now: datetime) -> Subscriber:
+    if not addresses:
+        raise InvalidInput("set-static needs at least one IP address")
+    statics = [check_address(a) for a in addresses]
+    sub = get_subscriber(session, username)
+    return _change(session, sub, "subscriber.set-static", actor, now, ip_type="static", static_addresses=statics)
+
+
+def set_dynamic(session: Session, username: str, *, actor: str, now: datetime) -> Subscriber:
+    sub = get_subscriber(session, username)
+    return _change(session, sub, "subscriber.set-dynamic", actor, now, ip_type="dynamic", static_addresses=[])
+
+
+def set_class(session: Session, username: str, cls: str | None, *, actor: str, now: datetime) -> Subscriber:
+    value = check_class(cls) if cls is not None else None
+    sub = get_subscriber(session, username)
+    return _change(session, sub, "subscriber.set-class", actor, now, class_override=value)
+
+
+def exemption_state(ex: Exemption) -> dict[str, Any]:
+    return {
+        "reason": ex.reason,
+        "actor": ex.actor,
+        "created_at": ex.created_at.isoformat(),
+        "expires_at": ex.expires_at.isoformat() if ex.expires_at else None,
+        "revoked_at": ex.revoked_at.isoformat() if ex.revoked_at else None,
+        "revoked_by": ex.revoked_by,
+        "revoke_reason": ex.revoke_reason,
+    }
+
+
+def exempt(
+    session: Session, username: str, *, reason: str, until: datetime | None, actor: str, now: datetime
+) -> Exemption:
+    if not reason.strip():
+        raise InvalidInput("an exemption needs a --reason")
+    if until is not None and until <= now:
+        raise InvalidInput(f"expiry {until.isoformat()} is not in the future")
+    sub = get_subscriber(session, username)
+    ex = Exemption(subscriber=sub, reason=reason.strip(), actor=actor, created_at=now, expires_at=until)
+    session.add(ex)
+    sub.updated_at = now
+    session.flush()
+    audit(session, actor=actor, action="subscriber.exempt", target=sub.username_key, now=now, after=exemption_state(ex))
+    return ex
+
+
+def unexempt(session: Session, username: str, *, reason: str, actor: str, now: datetime) -> list[Exemption]:
+    if not reason.strip():
+        raise InvalidInput("unexempt needs a --reason")
+    sub = get_subscriber(session, username)
+    active = [ex for ex in sub.exemptions if _exemption_view(ex).active_at(now)]
+    if not active:
+        raise NotFound(f"subscriber {sub.username!r} has no active exemption")
+    for ex in active:
+        before = exemption_state(ex)
+        ex.revoked_at, ex.revoked_by, ex.revoke_reason = now, actor, reason.strip()
+        audit(session, actor=actor, action="subscriber.unexempt", target=sub.username_key, now=now, before=before, after=exemption_state(ex))
+    sub.updated_at = now
+    session.flush()
+    return active
+
+
+def list_subscribers(session: Session, *, realm: str | None = None, limit: int = 1000) -> Sequence[Subscriber]:
+    query = select(Subscriber).order_by(Subscriber.username_key).limit(limit).options(selectinload(Subscriber.exemptions))
+    if realm is not None:
+        query = query.where(Subscriber.realm == realm.lower())
+    return session.scalars(query).all()
+
+
+def count_subscribers(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Subscriber)) or 0)
+
+
+# --- CSV import ------------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("username", "realm", "ip_type", "static_addresses", "class", "note")
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    username: str
+    realm: str | None
+    ip_type: str
+    static_addresses: tuple[str, ...]
+    class_override: str | None
+    note: str | None
+
+
+def parse_import_csv(text: str, source: str) -> list[ImportRow]:
+    """Check every line before anything is written: the first bad line is reported by number.
+
+    Columns: username, realm, ip_type (dynamic|static), static_addresses (space-separated),
+    class (full|mobile|none or empty), note. A header line naming these columns is optional.
+    """
+    rows: list[ImportRow] = []
+    seen: dict[str, int] = {}
+    reader = csv.reader(io.StringIO(text))
+    for line_no, fields in enumerate(reader, start=1):
+        if not fields or all(not f.strip() for f in fields):
+            continue
+        if line_no == 1 and fields[0].strip().lower() == "username":
+            continue
+        where = f"{source}: line {line_no}"
+        if len(fields) > len(CSV_COLUMNS):
+            raise InvalidInput(f"{where}: {len(fields)} fields, expected at most {len(CSV_COLUMNS)} ({', '.join(CSV_COLUMNS)})")
+        fields = [f.strip() for f in fields] + [""] * (len(CSV_COLUMNS) - len(fields))
+        username, realm, ip_type, statics, cls, note = fields
+        try:
+            username = check_username(username)
+            ip_type = ip_type.lower() or ("static" if statics else "dynamic")
+            if ip_type not in IP_TYPES:
+                raise InvalidInput(f"ip_type {ip_type!r} is not dynamic or static")
+            addresses = tuple(check_address(a) for a in statics.split())
+            if ip_type == "static" and not addresses:
+                raise InvalidInput("ip_type static needs static_addresses")
+            if ip_type == "dynamic" and addresses:
+                raise InvalidInput("static_addresses given for a dynamic subscriber")
+            cls_value = check_class(cls.lower()) if cls else None
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}: {exc}") from None
+        key = username_key(username)
+        if key in seen:
+            raise InvalidInput(f"{where}: username {username!r} already on line {seen[key]}")
+        seen[key] = line_no
+        rows.append(
+            ImportRow(username, realm_for(username, realm), ip_type, addresses, cls_value, note or None)
+        )
+    return rows
+
+
+def import_subscribers(session: Session, rows: Sequence[ImportRow], *, actor: str, now: datetime, source: str) -> int:
+    """Insert all rows or none; an existing username is a conflict that aborts the import."""
+    keys = [username_key(r.username) for r in rows]
+    for chunk_start in range(0, len(keys), 10_000):
+        chunk = keys[chunk_start : chunk_start + 10_000]
+        existing = session.scalars(select(Subscriber.username).where(Subscriber.username_key.in_(chunk)).limit(1)).first()
+        if existing is not None:
+            raise Conflict(f"{source}: subscriber {existing!r} already exists; nothing imported")
+    batch = [
+        {
+            "username": r.username,
+            "username_key": username_key(r.username),
+            "realm": r.realm,
+            "ip_type": r.ip_type,
+            "static_addresses": list(r.static_addresses),
+            "class_override": r.class_override,
+            "note": r.note,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for r in rows
+    ]
+    for start in range(0, len(batch), 10_000):
+        session.execute(insert(Subscriber), batch[start : start + 10_000])
+    audit(session, actor=actor, action="subscriber.import", target=f"import:{source}", now=now, after={"rows": len(rows)})
+    return len(rows)
+
+
+# --- realms, permits, mobile MTA blocks -------------------------------------------------------------
+
+
+def realm_state(realm: Realm) -> dict[str, Any]:
+    return {
+        "name": realm.name,
+        "default_class": realm.default_class,
+        "model": realm.model,
+        "filter_name": realm.filter_name,
+        "note": realm.note,
+        "msa_permits": [{"cidr": p.cidr, "until": p.permit_until.isoformat()} for p in realm.msa_permits],
+    }
+
+
+def find_realm(session: Session, name: str) -> Realm | None:
+    query = select(Realm).where(Realm.name == name.strip().lower()).options(selectinload(Realm.msa_permits))
+    return session.scalars(query).one_or_none()
+
+
+def get_realm(session: Session, name: str) -> Realm:
+    realm = find_realm(session, name)
+    if realm is None:
+        raise NotFound(f"no realm {name!r}")
+    return realm
+
+
+def add_realm(
+    session: Session,
+    name: str,
+    *,
+    actor: str,
+    now: datetime,
+    default_class: str | None = None,
+    model: str | None = None,
+    filter_name: str | None = None,
+    note: str | None = None,
+) -> Realm:
+    key = name.strip().lower()
+    if not key or any(ch.isspace() or ch == "@" for ch in key):
+        raise InvalidInput(f"{name!r} is not a realm name")
+    if find_realm(session, key) is not None:
+        raise Conflict(f"realm {key!r} already exists")
+    if model is not None and model.upper() not in ("A", "B", "C"):
+        raise InvalidInput(f"model {model!r} is not A, B or C")
+    realm = Realm(
+        name=key,
+        default_class=check_class(default_class) if default_class else None,
+        model=model.upper() if model else None,
+        filter_name=filter_name,
+        note=note,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(realm)
+    session.flush()
+    audit(session, actor=actor, action="realm.add", target=key, now=now, after=realm_state(realm))
+    return realm
+
+
+def permit_msa(session: Session, name: str, cidr: str, *, until: datetime, actor: str, now: datetime) -> RealmMsaPermit:
+    block = check_cidr(cidr)
+    if until <= now:
+        raise InvalidInput(f"permit-until {until.isoformat()} is not in the future")
+    realm = get_realm(session, name)
+    before = realm_state(realm)
+    existing = next((p for p in realm.msa_permits if p.cidr == block), None)
+    if existing is not None:
+        existing.permit_until, existing.actor = until, actor
+        permit = existing
+    else:
+        permit = RealmMsaPermit(realm=realm, cidr=block, permit_until=until, actor=actor, created_at=now)
+        session.add(permit)
+    realm.updated_at = now
+    session.flush()
+    session.refresh(realm)
+    audit(session, actor=actor, action="realm.permit-msa", target=realm.name, now=now, before=before, after=realm_state(realm))
+    return permit
+
+
+def list_realms(session: Session) -> Sequence[Realm]:
+    return session.scalars(select(Realm).order_by(Realm.name).options(selectinload(Realm.msa_permits))).all()
+
+
+def add_mobile_mta_block(session: Session, cidr: str, *, carrier: str, actor: str, now: datetime, note: str | None = None) -> MobileMtaBlock:
+    block = check_cidr(cidr)
+    if session.scalars(select(MobileMtaBlock).where(MobileMtaBlock.cidr == block)).first() is not None:
+        raise Conflict(f"mobile MTA block {block} already exists")
+    row = MobileMtaBlock(cidr=block, carrier=carrier, note=note, created_at=now)
+    session.add(row)
+    session.flush()
+    audit(session, actor=actor, action="mobile-mta.add", target=block, now=now, after={"cidr": block, "carrier": carrier})
+    return row
+
+
+def list_mobile_mta_blocks(session: Session) -> Sequence[MobileMtaBlock]:
+    return session.scalars(select(MobileMtaBlock).order_by(MobileMtaBlock.cidr)).all()
+
+
+# --- views for the pure decision -------------------------------------------------------------------
+
+
+def _exemption_view(ex: Exemption) -> d.Exemption:
+    return d.Exemption(ex.reason, ex.actor, ex.created_at, ex.expires_at, ex.revoked_at)
+
+
+def subscriber_view(sub: Subscriber) -> d.Subscriber:
+    return d.Subscriber(
+        username=sub.username,
+        realm=sub.realm,
+        ip_type=sub.ip_type,
+        static_addresses=tuple(sub.static_addresses or ()),
+        class_override=d.FilterClass(sub.class_override) if sub.class_override else None,
+        exemptions=tuple(_exemption_view(ex) for ex in sub.exemptions),
+    )
+
+
+def realm_view(realm: Realm) -> d.Realm:
+    return d.Realm(
+        name=realm.name,
+        default_class=d.FilterClass(realm.default_class) if realm.default_class else None,
+        msa_permits=tuple(d.MsaPermit(ipaddress.ip_network(p.cidr), p.permit_until) for p in realm.msa_permits),
+        filter_name=realm.filter_name,
+    )
+
+
+def policy_inputs(session: Session, username: str) -> tuple[d.Subscriber | None, d.Realm | None]:
+    """The subscriber and realm the decision needs, as plain values."""
+    sub = find_subscriber(session, username)
+    realm_name = (sub.realm if sub is not None else None) or d.realm_of(username)
+    realm = find_realm(session, realm_name) if realm_name else None
+    return (subscriber_view(sub) if sub else None), (realm_view(realm) if realm else None)
+
+
+def mobile_mta_networks(session: Session) -> tuple[d.IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(b.cidr) for b in list_mobile_mta_blocks(session))
+
+
+def all_active_exemptions(subs: Iterable[Subscriber], now: datetime) -> list[Exemption]:
+    return [ex for s in subs for ex in s.exemptions if _exemption_view(ex).active_at(now)]
