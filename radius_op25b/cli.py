@@ -345,6 +345,27 @@ def cmd_policy(ctx: Context) -> int:
     return 0
 
 
+def cmd_serve(ctx: Context) -> int:
+    import logging
+
+    from radius_op25b.proxy.server import serve
+
+    logging.basicConfig(
+        level=getattr(logging, ctx.args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    config = ctx.config
+    if not config.clients:
+        raise InvalidInput(f"{config.path}: no [[clients]]: nothing could send us requests")
+    if not config.upstreams:
+        raise InvalidInput(f"{config.path}: no [[upstreams]]: nowhere to relay requests")
+    ctx.engine()  # refuses an out-of-date schema, naming the command that fixes it
+    serve(config)
+    return 0
+
+
 def cmd_audit(ctx: Context) -> int:
     a = ctx.args
     with db.transaction(ctx.engine()) as session:
@@ -377,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("init", help="write an example config and create the embedded database")
     q.add_argument("--force", action="store_true", help="overwrite an existing config file")
     q.set_defaults(func=cmd_init, json=False)
+
+    q = sub.add_parser("serve", help="run the proxy (SIGHUP reloads the config, SIGTERM drains)")
+    q.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    q.set_defaults(func=cmd_serve, json=False)
 
     q = sub.add_parser("db", help="database migrations")
     dbs = q.add_subparsers(dest="db_command", required=True, metavar="upgrade|current", parser_class=_Parser)

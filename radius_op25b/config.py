@@ -67,7 +67,9 @@ class UpstreamConfig:
     auth_port: int = 1812
     acct_port: int = 1813
     require_message_authenticator: bool = False
-    response_window: float = 5.0
+    response_window: float = 5.0  # no reply within this: try the next server, mark this one zombie
+    zombie_period: float = 10.0  # a zombie that stays silent this long is dead
+    status_interval: float = 1.0  # Status-Server probes of a zombie (dead ones: 5x this)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class Config:
     database_url: str = DEFAULT_DATABASE_URL
     auth_listen: tuple[str, int] = ("0.0.0.0", 1812)
     acct_listen: tuple[str, int] = ("0.0.0.0", 1813)
+    auth_budget: float = 10.0  # how long an Access-Request is retried across upstreams
+    acct_budget: float = 30.0  # the same for Accounting-Requests (RFC 5080 §2.2.1: until acked)
     policy: Settings = Settings()
     filters: FilterNames = FilterNames()
     clients: tuple[ClientConfig, ...] = ()
@@ -236,6 +240,8 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
     server = _Reader(file, "server.", data.get("server", {}))
     auth_listen = server.listen("auth_listen", ("0.0.0.0", 1812))
     acct_listen = server.listen("acct_listen", ("0.0.0.0", 1813))
+    auth_budget = _positive(server, "max_request_time", 10.0)
+    acct_budget = _positive(server, "max_accounting_time", 30.0)
 
     pol = _Reader(file, "policy.", data.get("policy", {}))
     pools_text = pol.get("static_pools", list, [])
@@ -298,9 +304,7 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
     for r in _tables(file, data, "upstreams"):
         address = r.get("address", str, required=True)
         _network(r, "address", address)
-        window = r.get("response_window", (int, float), 5.0)
-        if window <= 0:
-            raise r.error("response_window", "must be positive")
+        window = _positive(r, "response_window", 5.0)
         upstreams.append(
             UpstreamConfig(
                 name=r.get("name", str, required=True),
@@ -309,7 +313,9 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
                 auth_port=r.port("auth_port", 1812),
                 acct_port=r.port("acct_port", 1813),
                 require_message_authenticator=r.get("require_message_authenticator", bool, False),
-                response_window=float(window),
+                response_window=window,
+                zombie_period=_positive(r, "zombie_period", 10.0),
+                status_interval=_positive(r, "status_interval", 1.0),
             )
         )
     _unique(file, "clients", [c.name for c in clients])
@@ -339,6 +345,8 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         database_url=database_url,
         auth_listen=auth_listen,
         acct_listen=acct_listen,
+        auth_budget=auth_budget,
+        acct_budget=acct_budget,
         policy=policy,
         filters=filters,
         clients=tuple(clients),
@@ -348,6 +356,13 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         profiles=profiles,
         metrics_listen=metrics.listen("listen", None) if "listen" in metrics.table else None,  # type: ignore[arg-type]
     )
+
+
+def _positive(r: _Reader, key: str, default: float) -> float:
+    value = r.get(key, (int, float), default)
+    if value <= 0:
+        raise r.error(key, f"must be a positive number of seconds, not {value}")
+    return float(value)
 
 
 def _relative_sqlite(file: str, url: str) -> str:

@@ -1,0 +1,152 @@
+"""`op25b serve`: the asyncio shell. It opens the sockets, hands every datagram to the Relay,
+reloads the config on SIGHUP, drains on SIGTERM, and runs the housekeeping timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import socket
+from typing import Any
+
+from radius_op25b import metrics
+from radius_op25b.config import Config, load_config
+from radius_op25b.errors import ConfigError, Op25bError
+from radius_op25b.proxy.relay import ACCT, AUTH, UPSTREAM_SOCKETS, AcceptHook, Relay
+
+log = logging.getLogger("op25b.server")
+
+RECEIVE_BUFFER = 8 * 1024 * 1024  # a BNG reboot arrives as one burst: let the kernel queue it
+DRAIN_SECONDS = 5.0
+
+
+class _NasProtocol(asyncio.DatagramProtocol):
+    def __init__(self, relay: Relay, listener: str) -> None:
+        self.relay, self.listener = relay, listener
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.relay.datagram_from_nas(self.listener, data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("%s socket: %s", self.listener, exc)
+
+
+class _UpstreamProtocol(asyncio.DatagramProtocol):
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.index = -1
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.relay.datagram_from_upstream(self.index, data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("upstream socket: %s", exc)
+
+
+def udp_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+        except OSError:
+            pass
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+class ProxyServer:
+    """One process's proxy: sockets, signals and the relay."""
+
+    def __init__(self, config: Config, accept_hook: AcceptHook | None = None, reuse_port: bool = False) -> None:
+        self.config = config
+        self.accept_hook = accept_hook
+        self.reuse_port = reuse_port
+        self.relay: Relay | None = None
+        self._transports: list[asyncio.BaseTransport] = []
+        self._stopping: asyncio.Event | None = None
+        self.on_reload: list[Any] = []  # callbacks(config) run after a successful reload
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self.relay = relay = Relay(self.config, loop, self.accept_hook)
+        for listener, (host, port) in ((AUTH, self.config.auth_listen), (ACCT, self.config.acct_listen)):
+            transport, _ = await loop.create_datagram_endpoint(lambda listener=listener: _NasProtocol(relay, listener), sock=udp_socket(host, port, self.reuse_port))
+            relay.nas_transports[listener] = transport  # type: ignore[assignment]
+            self._transports.append(transport)
+        families = {ipaddress.ip_address(u.address).version for u in self.config.upstreams} or {4}
+        for version in sorted(families):
+            host = "::" if version == 6 else "0.0.0.0"
+            for _ in range(UPSTREAM_SOCKETS):
+                protocol = _UpstreamProtocol(relay)
+                transport, _ = await loop.create_datagram_endpoint(lambda protocol=protocol: protocol, sock=udp_socket(host, 0))
+                protocol.index = relay.add_upstream_transport(transport)  # type: ignore[arg-type]
+                self._transports.append(transport)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        if self.config.metrics_listen is not None:
+            metrics.start_http(self.config.metrics_listen)
+        auth, acct = self.config.auth_listen, self.config.acct_listen
+        log.info(
+            "serving auth on %s:%d, accounting on %s:%d; %d client(s), %d upstream(s)",
+            auth[0], auth[1], acct[0], acct[1], len(self.config.clients), len(self.config.upstreams),
+        )
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; a broken one is logged and the running one kept."""
+        try:
+            new = load_config(self.config.path)
+        except Op25bError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        if (new.auth_listen, new.acct_listen) != (self.config.auth_listen, self.config.acct_listen):
+            log.warning("reload: listen addresses changed; that takes a restart (kept the old ones)")
+        assert self.relay is not None
+        self.relay.apply_config(new)
+        self.config = new
+        for callback in self.on_reload:
+            callback(new)
+        log.info("reloaded %s: %d client(s), %d upstream(s)", new.path, len(new.clients), len(new.upstreams))
+
+    def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def run(self) -> None:
+        await self.start()
+        assert self._stopping is not None and self.relay is not None
+        while not self._stopping.is_set():
+            self.relay.housekeeping()
+            try:
+                await asyncio.wait_for(self._stopping.wait(), 0.25)
+            except TimeoutError:
+                pass
+        await self.drain()
+
+    async def drain(self) -> None:
+        """SIGTERM: take no new requests, let those in flight finish, then close."""
+        assert self.relay is not None
+        self.relay.draining = True
+        waiting = sum(1 for p in self.relay.pending.values() if p.job is not None)
+        log.info("draining: %d request(s) in flight", waiting)
+        deadline = asyncio.get_running_loop().time() + DRAIN_SECONDS
+        while any(p.job is not None for p in self.relay.pending.values()) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for transport in self._transports:
+            transport.close()
+        log.info("stopped")
+
+
+def serve(config: Config, accept_hook: AcceptHook | None = None, reuse_port: bool = False) -> None:
+    asyncio.run(ProxyServer(config, accept_hook, reuse_port).run())
