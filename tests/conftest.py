@@ -52,3 +52,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # 
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
     yield url
+
+
+from tests.freeradius import freeradius_factory, freeradius_upstream  # noqa: E402,F401  (fixtures)
