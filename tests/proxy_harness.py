@@ -1,0 +1,163 @@
+"""Test helper: run `op25b serve` as a real process on 127.0.0.1 with a config the test writes.
+
+Not a test module. The proxy listens on free ports, logs to a file, and is stopped (SIGTERM,
+then SIGKILL) at teardown; `metrics()` scrapes its Prometheus endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.freeradius import free_udp_port
+
+SETPRIV = "/usr/bin/setpriv" if os.path.exists("/usr/bin/setpriv") else None
+
+
+def free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ProxyProcess:
+    def __init__(self, tmp_dir: Path, body: str, *, database_url: str | None = None) -> None:
+        self.dir = Path(tmp_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.auth_port, self.acct_port = free_udp_port(), free_udp_port()
+        self.metrics_port = free_tcp_port()
+        self.database_url = database_url or f"sqlite:///{self.dir / 'op25b.db'}"
+        self.config_path = self.dir / "op25b.toml"
+        self.log_path = self.dir / "op25b.log"
+        self.write_config(body)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def auth_addr(self) -> str:
+        return f"127.0.0.1:{self.auth_port}"
+
+    @property
+    def acct_addr(self) -> str:
+        return f"127.0.0.1:{self.acct_port}"
+
+    def write_config(self, body: str) -> None:
+        head = (
+            f'[database]\nurl = "{self.database_url}"\n\n'
+            f'[server]\nauth_listen = "127.0.0.1:{self.auth_port}"\nacct_listen = "127.0.0.1:{self.acct_port}"\n\n'
+            f'[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n\n'
+        )
+        self.config_path.write_text(head + body)
+
+    def op25b(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "radius_op25b", "-c", str(self.config_path), *args],
+            capture_output=True, text=True, timeout=60,
+        )
+
+    def start(self, timeout: float = 15.0) -> ProxyProcess:
+        done = self.op25b("db", "upgrade")
+        assert done.returncode == 0, done.stderr
+        args = [sys.executable, "-m", "radius_op25b", "-c", str(self.config_path), "serve", "--log-level", "info"]
+        if SETPRIV:
+            args = [SETPRIV, "--pdeathsig", "KILL", "--", *args]
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while "serving auth on" not in self.log_text()[offset:]:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"op25b serve did not start:\n{self.log_text()[-3000:]}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> int | None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        return proc.returncode
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_log(self, text: str, timeout: float = 10.0, after: int = 0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text()[after:]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged within {timeout}s:\n{self.log_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def rss_kib(self) -> int:
+        assert self.proc is not None
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+
+    def metrics(self) -> dict[str, float]:
+        """Sample name with labels -> value, e.g. 'op25b_drops_total{cause="malformed"}'."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def __enter__(self) -> ProxyProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def upstream_block(name: str, fr, **extra: object) -> str:  # type: ignore[no-untyped-def]
+    lines = [
+        "[[upstreams]]",
+        f'name = "{name}"',
+        'address = "127.0.0.1"',
+        f"auth_port = {fr.auth_port}",
+        f"acct_port = {fr.acct_port}",
+        f'secret = "{fr.secret}"',
+    ]
+    lines += [f"{k} = {_toml(v)}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n\n"
+
+
+def client_block(name: str, address: str, secret: str, **extra: object) -> str:
+    lines = ["[[clients]]", f'name = "{name}"', f'address = "{address}"', f'secret = "{secret}"']
+    lines += [f"{k} = {_toml(v)}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n\n"
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
