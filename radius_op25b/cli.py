@@ -361,8 +361,8 @@ def cmd_serve(ctx: Context) -> int:
         raise InvalidInput(f"{config.path}: no [[clients]]: nothing could send us requests")
     if not config.upstreams:
         raise InvalidInput(f"{config.path}: no [[upstreams]]: nowhere to relay requests")
-    ctx.engine()  # refuses an out-of-date schema, naming the command that fixes it
-    serve(config)
+    engine = ctx.engine()  # refuses an out-of-date schema, naming the command that fixes it
+    serve(config, engine)
     return 0
 
 

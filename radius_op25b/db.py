@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -33,7 +34,11 @@ def migrations_path() -> Path:
 
 def make_engine(url: str) -> Engine:
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            # A dead server must fail fast: the proxy falls back to cached decisions meanwhile.
+            options["connect_args"] = {"connect_timeout": 2}
+        engine = create_engine(url, **options)
     except Exception as exc:  # bad URL or missing driver
         raise StoreUnavailable(f"database url {redact_url(url)}: {exc}") from None
     if engine.dialect.name == "sqlite":

@@ -21,7 +21,7 @@ class FilterClass(StrEnum):
     NONE = "none"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Exemption:
     reason: str
     actor: str
@@ -35,7 +35,7 @@ class Exemption:
         return self.expires_at is None or now < self.expires_at
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Subscriber:
     username: str
     realm: str | None = None
@@ -45,7 +45,7 @@ class Subscriber:
     exemptions: tuple[Exemption, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MsaPermit:
     network: IPNetwork
     until: datetime
@@ -54,7 +54,7 @@ class MsaPermit:
         return now < self.until
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Realm:
     name: str
     default_class: FilterClass | None = None
@@ -62,7 +62,7 @@ class Realm:
     filter_name: str | None = None  # the partner's own named variant of the full filter
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     """What the Access-Accept (or an operator) tells us about the session."""
 
@@ -72,14 +72,14 @@ class Request:
     nas_enforces: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Settings:
     default_class: FilterClass = FilterClass.FULL
     static_pools: tuple[IPNetwork, ...] = ()
     on_database_error: str = "default"  # "default" | "none"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     filter_class: FilterClass
     reason: str

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from radius_op25b import decision as d
@@ -20,6 +20,7 @@ from radius_op25b.errors import Conflict, InvalidInput, NotFound
 from radius_op25b.models import AuditLog, Exemption, MobileMtaBlock, Realm, RealmMsaPermit, Subscriber
 
 IP_TYPES = ("dynamic", "static")
+NOTIFY_CHANNEL = "op25b_policy"  # PostgreSQL LISTEN/NOTIFY channel of policy changes
 CLASSES = tuple(c.value for c in d.FilterClass)
 
 
@@ -81,6 +82,9 @@ def audit(
     after: dict[str, Any] | None = None,
 ) -> None:
     session.add(AuditLog(at=now, actor=actor, action=action, target=target, before=before, after=after))
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered to every running proxy when (and only if) this transaction commits.
+        session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": f"{action}\t{target}"})
 
 
 def audit_entries(session: Session, target: str | None = None, limit: int = 200) -> Sequence[AuditLog]:
@@ -295,29 +299,77 @@ def parse_import_csv(text: str, source: str) -> list[ImportRow]:
 
 
 def import_subscribers(session: Session, rows: Sequence[ImportRow], *, actor: str, now: datetime, source: str) -> int:
-    """Insert all rows or none; an existing username is a conflict that aborts the import."""
+    """Insert all rows or none; an existing username is a conflict that aborts the import.
+
+    On PostgreSQL (psycopg2) the rows go in by COPY on the session's own connection, inside the
+    caller's transaction, so a failure still leaves nothing behind; elsewhere a Core executemany
+    INSERT is the portable path. bench/import_bench.py times a million rows.
+    """
     keys = [username_key(r.username) for r in rows]
     for chunk_start in range(0, len(keys), 10_000):
         chunk = keys[chunk_start : chunk_start + 10_000]
         existing = session.scalars(select(Subscriber.username).where(Subscriber.username_key.in_(chunk)).limit(1)).first()
         if existing is not None:
             raise Conflict(f"{source}: subscriber {existing!r} already exists; nothing imported")
-    batch = [
-        {
-            "username": r.username,
-            "username_key": username_key(r.username),
-            "realm": r.realm,
-            "ip_type": r.ip_type,
-            "static_addresses": list(r.static_addresses),
-            "class_override": r.class_override,
-            "note": r.note,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for r in rows
-    ]
-    for start in range(0, len(batch), 10_000):
-        session.execute(insert(Subscriber), batch[start : start + 10_000])
+    table = Subscriber.__table__
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name == "postgresql" and dialect.driver == "psycopg2":
+        # Imported here: only this path needs them.
+        from sqlalchemy.exc import DBAPIError
+
+        # Values go through the columns' own bind processors (JSON text, naive UTC), so COPY
+        # stores exactly what an INSERT would.
+        to_json = table.c.static_addresses.type.dialect_impl(dialect).bind_processor(dialect)
+        to_utc = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+        assert to_json is not None and to_utc is not None  # JSON and UTCDateTime both convert
+        stamp = str(to_utc(now))
+        # COPY's text format: \N is NULL; backslash, tab, newline and CR inside a value are escaped.
+        escapes = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+        def text(value: str | None) -> str:
+            return "\\N" if value is None else value.translate(escapes)
+
+        copy = f"COPY {table.name} (username, username_key, realm, ip_type, static_addresses, class_override, note, created_at, updated_at) FROM STDIN"
+        cursor: Any = connection.connection.cursor()
+        try:
+            # In slices, so the text buffer stays small whatever the file size.
+            for start in range(0, len(rows), 50_000):
+                buffer = io.StringIO()
+                for r, key in zip(rows[start : start + 50_000], keys[start : start + 50_000]):
+                    fields = (r.username, key, r.realm, r.ip_type, to_json(list(r.static_addresses)), r.class_override, r.note)
+                    buffer.write("\t".join(map(text, fields)) + f"\t{stamp}\t{stamp}\n")
+                buffer.seek(0)
+                cursor.copy_expert(copy, buffer)
+        except dialect.loaded_dbapi.Error as exc:
+            # Handled as SQLAlchemy handles an INSERT's error: a dropped connection is invalidated
+            # (so the rollback does not fail on it) and db.transaction reports StoreUnavailable.
+            lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
+            if lost:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(copy, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect) from exc
+        finally:
+            cursor.close()
+    else:
+        batch = [
+            {
+                "username": r.username,
+                "username_key": key,
+                "realm": r.realm,
+                "ip_type": r.ip_type,
+                "static_addresses": list(r.static_addresses),
+                "class_override": r.class_override,
+                "note": r.note,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r, key in zip(rows, keys)
+        ]
+        # A Core insert on the table, not the ORM's insert(Subscriber): the ORM splits a batch
+        # wherever the set of None columns changes, which turned a mixed file into one INSERT
+        # per few rows.
+        for start in range(0, len(batch), 10_000):
+            session.execute(insert(table), batch[start : start + 10_000])
     audit(session, actor=actor, action="subscriber.import", target=f"import:{source}", now=now, after={"rows": len(rows)})
     return len(rows)
 
@@ -461,3 +513,21 @@ def mobile_mta_networks(session: Session) -> tuple[d.IPNetwork, ...]:
 
 def all_active_exemptions(subs: Iterable[Subscriber], now: datetime) -> list[Exemption]:
     return [ex for s in subs for ex in s.exemptions if _exemption_view(ex).active_at(now)]
+
+
+def policy_inputs_many(session: Session, keys: Sequence[str]) -> dict[str, tuple[d.Subscriber | None, d.Realm | None]]:
+    """policy_inputs for many username keys in two queries (the proxy's batched lookup)."""
+    subs = session.scalars(
+        select(Subscriber).where(Subscriber.username_key.in_(keys)).options(selectinload(Subscriber.exemptions))
+    ).all()
+    by_key = {s.username_key: s for s in subs}
+    realm_names = {k: (by_key[k].realm if k in by_key else None) or d.realm_of(k) for k in keys}
+    wanted = {name for name in realm_names.values() if name}
+    realms = {}
+    if wanted:
+        query = select(Realm).where(Realm.name.in_(wanted)).options(selectinload(Realm.msa_permits))
+        realms = {r.name: realm_view(r) for r in session.scalars(query).all()}
+    return {
+        k: (subscriber_view(by_key[k]) if k in by_key else None, realms.get(realm_names[k] or ""))
+        for k in keys
+    }

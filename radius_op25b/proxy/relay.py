@@ -352,7 +352,12 @@ class Relay:
         if listener == AUTH:
             attrs = reencrypt_reply_attributes(attrs, pending.secret, pending.authenticator, client_secret, job.request.authenticator)
         if reply.code == ACCESS_ACCEPT and self.accept_hook is not None:
-            rewritten = self.accept_hook(job, attrs)
+            try:
+                rewritten = self.accept_hook(job, attrs)
+            except Exception:
+                # Never turn an Accept into a Reject or into silence because of our own policy step.
+                log.exception("policy step failed for %s; relaying the Accept unchanged", job.username)
+                rewritten = attrs
             if isinstance(rewritten, asyncio.Future):
                 rewritten.add_done_callback(lambda f: self._finish_after_hook(job, reply.code, attrs, f))
                 return None

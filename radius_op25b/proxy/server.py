@@ -11,10 +11,13 @@ import signal
 import socket
 from typing import Any
 
+from sqlalchemy import Engine
+
 from radius_op25b import metrics
 from radius_op25b.config import Config, load_config
 from radius_op25b.errors import ConfigError, Op25bError
-from radius_op25b.proxy.relay import ACCT, AUTH, UPSTREAM_SOCKETS, AcceptHook, Relay
+from radius_op25b.policy import PolicyService
+from radius_op25b.proxy.relay import ACCT, AUTH, UPSTREAM_SOCKETS, Relay
 
 log = logging.getLogger("op25b.server")
 
@@ -72,9 +75,10 @@ def udp_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
 class ProxyServer:
     """One process's proxy: sockets, signals and the relay."""
 
-    def __init__(self, config: Config, accept_hook: AcceptHook | None = None, reuse_port: bool = False) -> None:
+    def __init__(self, config: Config, engine: Engine | None = None, reuse_port: bool = False) -> None:
         self.config = config
-        self.accept_hook = accept_hook
+        self.engine = engine
+        self.policy: PolicyService | None = None
         self.reuse_port = reuse_port
         self.relay: Relay | None = None
         self._transports: list[asyncio.BaseTransport] = []
@@ -84,7 +88,13 @@ class ProxyServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        self.relay = relay = Relay(self.config, loop, self.accept_hook)
+        hook = None
+        if self.engine is not None:
+            self.policy = PolicyService(self.config, self.engine, loop, self.config.policy_cache_entries)
+            self.policy.start()
+            hook = self.policy.rewrite_accept
+            self.on_reload.append(self.policy.reconfigure)
+        self.relay = relay = Relay(self.config, loop, hook)
         for listener, (host, port) in ((AUTH, self.config.auth_listen), (ACCT, self.config.acct_listen)):
             transport, _ = await loop.create_datagram_endpoint(lambda listener=listener: _NasProtocol(relay, listener), sock=udp_socket(host, port, self.reuse_port))
             relay.nas_transports[listener] = transport  # type: ignore[assignment]
@@ -150,8 +160,10 @@ class ProxyServer:
             await asyncio.sleep(0.05)
         for transport in self._transports:
             transport.close()
+        if self.policy is not None:
+            self.policy.close()
         log.info("stopped")
 
 
-def serve(config: Config, accept_hook: AcceptHook | None = None, reuse_port: bool = False) -> None:
-    asyncio.run(ProxyServer(config, accept_hook, reuse_port).run())
+def serve(config: Config, engine: Engine | None = None, reuse_port: bool = False) -> None:
+    asyncio.run(ProxyServer(config, engine, reuse_port).run())

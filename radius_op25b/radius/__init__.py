@@ -1,20 +1,20 @@
 """The RADIUS wire layer, sans I/O: parse and build packets, sign and verify, re-encrypt per hop.
 It works on raw bytes (never pyrad's decode/encode) and imports no asyncio, socket or database.
-
-A relayed Access-Request, in order::
-
-    request = parse_packet(datagram)                       # MalformedPacket -> drop + count
-    verify_message_authenticator(datagram, client_secret)  # None / True / False
-    auth = new_request_authenticator()
-    attrs = reencrypt_request_attributes(request.attributes, client_secret,
-                                         request.authenticator, upstream_secret, auth)
-    attrs = append_proxy_state(attrs, our_state)
-    wire = sign_access_request(Packet(ACCESS_REQUEST, upstream_id, auth, attrs), upstream_secret)
-
-and its reply: `verify_reply`, `parse_packet`, `strip_own_proxy_state`,
-`reencrypt_reply_attributes` (upstream -> NAS), `replace_attributes`, then `sign_reply` with
-the NAS's Request Authenticator and `add_message_authenticator=True`.
 """
+
+# How the pipeline uses this, for a relayed Access-Request:
+#
+#     request = parse_packet(datagram)                       # MalformedPacket -> drop + count
+#     verify_message_authenticator(datagram, client_secret)  # None / True / False
+#     auth = new_request_authenticator()
+#     attrs = reencrypt_request_attributes(request.attributes, client_secret,
+#                                          request.authenticator, upstream_secret, auth)
+#     attrs = append_proxy_state(attrs, our_state)
+#     wire = sign_access_request(Packet(ACCESS_REQUEST, upstream_id, auth, attrs), upstream_secret)
+#
+# and its reply: `verify_reply`, `parse_packet`, `strip_own_proxy_state`,
+# `reencrypt_reply_attributes` (upstream -> NAS), `replace_attributes`, then `sign_reply` with
+# the NAS's Request Authenticator and `add_message_authenticator=True`.
 
 from __future__ import annotations
 
@@ -35,76 +35,76 @@ from radius_op25b.radius.attributes import (
     without,
 )
 from radius_op25b.radius.constants import (
-    ACCESS_REQUEST,
     ACCESS_ACCEPT,
+    ACCESS_CHALLENGE,
     ACCESS_REJECT,
+    ACCESS_REQUEST,
     ACCOUNTING_REQUEST,
     ACCOUNTING_RESPONSE,
-    ACCESS_CHALLENGE,
-    STATUS_SERVER,
-    DISCONNECT_REQUEST,
-    DISCONNECT_ACK,
-    DISCONNECT_NAK,
-    COA_REQUEST,
-    COA_ACK,
-    COA_NAK,
-    CODE_NAMES,
-    USER_NAME,
-    USER_PASSWORD,
-    CHAP_PASSWORD,
-    NAS_IP_ADDRESS,
-    NAS_PORT,
-    SERVICE_TYPE,
-    FRAMED_PROTOCOL,
-    FRAMED_IP_ADDRESS,
-    FILTER_ID,
-    REPLY_MESSAGE,
-    STATE,
-    CLASS,
-    VENDOR_SPECIFIC,
-    SESSION_TIMEOUT,
-    CALLED_STATION_ID,
-    CALLING_STATION_ID,
-    NAS_IDENTIFIER,
-    PROXY_STATE,
-    ACCT_STATUS_TYPE,
     ACCT_DELAY_TIME,
+    ACCT_INPUT_GIGAWORDS,
     ACCT_INPUT_OCTETS,
+    ACCT_OUTPUT_GIGAWORDS,
     ACCT_OUTPUT_OCTETS,
     ACCT_SESSION_ID,
     ACCT_SESSION_TIME,
-    ACCT_TERMINATE_CAUSE,
-    ACCT_INPUT_GIGAWORDS,
-    ACCT_OUTPUT_GIGAWORDS,
-    EVENT_TIMESTAMP,
-    CHAP_CHALLENGE,
-    NAS_PORT_TYPE,
-    TUNNEL_PASSWORD,
-    EAP_MESSAGE,
-    MESSAGE_AUTHENTICATOR,
-    NAS_PORT_ID,
-    NAS_FILTER_RULE,
-    NAS_IPV6_ADDRESS,
-    FRAMED_IPV6_PREFIX,
-    ERROR_CAUSE,
-    DELEGATED_IPV6_PREFIX,
-    OPERATOR_NAME,
+    ACCT_STATUS_ACCOUNTING_OFF,
+    ACCT_STATUS_ACCOUNTING_ON,
+    ACCT_STATUS_INTERIM_UPDATE,
     ACCT_STATUS_START,
     ACCT_STATUS_STOP,
-    ACCT_STATUS_INTERIM_UPDATE,
-    ACCT_STATUS_ACCOUNTING_ON,
-    ACCT_STATUS_ACCOUNTING_OFF,
-    VENDOR_MICROSOFT,
-    MS_CHAP_MPPE_KEYS,
-    MS_MPPE_SEND_KEY,
-    MS_MPPE_RECV_KEY,
-    HEADER_LENGTH,
+    ACCT_STATUS_TYPE,
+    ACCT_TERMINATE_CAUSE,
     AUTHENTICATOR_LENGTH,
-    MIN_PACKET_LENGTH,
+    CALLED_STATION_ID,
+    CALLING_STATION_ID,
+    CHAP_CHALLENGE,
+    CHAP_PASSWORD,
+    CLASS,
+    COA_ACK,
+    COA_NAK,
+    COA_REQUEST,
+    CODE_NAMES,
+    DELEGATED_IPV6_PREFIX,
+    DISCONNECT_ACK,
+    DISCONNECT_NAK,
+    DISCONNECT_REQUEST,
+    EAP_MESSAGE,
+    ERROR_CAUSE,
+    EVENT_TIMESTAMP,
+    FILTER_ID,
+    FRAMED_IP_ADDRESS,
+    FRAMED_IPV6_PREFIX,
+    FRAMED_PROTOCOL,
+    HEADER_LENGTH,
     MAX_PACKET_LENGTH,
     MAX_VALUE_LENGTH,
     MAX_VSA_PAYLOAD,
+    MESSAGE_AUTHENTICATOR,
     MESSAGE_AUTHENTICATOR_LENGTH,
+    MIN_PACKET_LENGTH,
+    MS_CHAP_MPPE_KEYS,
+    MS_MPPE_RECV_KEY,
+    MS_MPPE_SEND_KEY,
+    NAS_FILTER_RULE,
+    NAS_IDENTIFIER,
+    NAS_IP_ADDRESS,
+    NAS_IPV6_ADDRESS,
+    NAS_PORT,
+    NAS_PORT_ID,
+    NAS_PORT_TYPE,
+    OPERATOR_NAME,
+    PROXY_STATE,
+    REPLY_MESSAGE,
+    SERVICE_TYPE,
+    SESSION_TIMEOUT,
+    STATE,
+    STATUS_SERVER,
+    TUNNEL_PASSWORD,
+    USER_NAME,
+    USER_PASSWORD,
+    VENDOR_MICROSOFT,
+    VENDOR_SPECIFIC,
 )
 from radius_op25b.radius.crypto import (
     HIDDEN_VSAS,

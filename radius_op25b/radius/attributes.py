@@ -96,7 +96,7 @@ def split_vsa(value: bytes) -> tuple[int, list[tuple[int, bytes]]] | None:
 
 
 def iter_vsas(attribute: Attribute) -> list[VendorAttribute]:
-    """Every (vendor id, vendor type, value) inside one attribute; [] if it is not a parseable VSA."""
+    """Every (vendor id, vendor type, value) in one attribute; [] if it is no parseable VSA."""
     attr_type, value = attribute
     if attr_type != VENDOR_SPECIFIC:
         return []
@@ -169,9 +169,7 @@ def append_proxy_state(attributes: Sequence[Attribute], state: bytes) -> Attribu
     return (*attributes, (PROXY_STATE, state))
 
 
-def strip_own_proxy_state(
-    attributes: Sequence[Attribute], state: bytes
-) -> tuple[Attributes, bool]:
+def strip_own_proxy_state(attributes: Sequence[Attribute], state: bytes) -> tuple[Attributes, bool]:
     """Remove the last Proxy-State if it is `state`; report whether it was there.
 
     Earlier Proxy-States (the NAS's, or other proxies') stay, unmodified and in order.

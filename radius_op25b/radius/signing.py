@@ -1,4 +1,4 @@
-"""Authenticators (RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3) and Message-Authenticator (RFC 3579 §3.2).
+"""Request/Response Authenticators (RFC 2865, 2866, 5176) and Message-Authenticator (RFC 3579).
 Signing frames the packet once and patches digests in place; verifying reads the received bytes.
 """
 
@@ -163,7 +163,7 @@ def verify_reply(reply: bytes, request_authenticator: bytes, secret: bytes) -> b
 
 
 def verify_accounting_request(request: bytes, secret: bytes) -> bool:
-    """True if an Accounting-, CoA- or Disconnect-Request's authenticator (and MA, if any) verify."""
+    """Whether an Accounting-, CoA- or Disconnect-Request's authenticator (and MA) verify."""
     data = request[: packet_length(request)]
     expected = hashlib.md5(data[:4])
     expected.update(ZERO_AUTHENTICATOR)
