@@ -10,7 +10,7 @@ import ipaddress
 from functools import lru_cache
 
 from radius_op25b.dictionary import load_dictionary
-from radius_op25b.radius import Attributes, encode_integer, vsa
+from radius_op25b.radius import VENDOR_SPECIFIC, Attributes, encode_integer, join_vsa, split_vsa, vsa
 
 # A name resolves to (type, vendor id or None, data type).
 _Resolved = tuple[int, int | None, str]
@@ -48,13 +48,46 @@ def encode(pairs: tuple[tuple[str, str], ...]) -> Attributes:
     return tuple(out)
 
 
-def managed_sets(names: tuple[str, ...]) -> tuple[frozenset[int], frozenset[tuple[int, int]]]:
-    """The plain types and (vendor, type) pairs of `names`, as replace_attributes wants them."""
-    plain, vendor_specific = set(), set()
-    for name in names:
+# (vendor id or 0, type) -> the value prefixes owned; b"" owns every value.
+OwnedRules = dict[tuple[int, int], tuple[bytes, ...]]
+
+
+def owned_rules(managed: tuple[tuple[str, str], ...]) -> OwnedRules:
+    rules: dict[tuple[int, int], tuple[bytes, ...]] = {}
+    for name, prefix in managed:
         code, vendor, _ = resolve(name)
-        if vendor is None:
-            plain.add(code)
+        key = (vendor or 0, code)
+        rules[key] = rules.get(key, ()) + (prefix.encode(),)
+    return rules
+
+
+def _owned(rules: OwnedRules, key: tuple[int, int], value: bytes) -> bool:
+    prefixes = rules.get(key)
+    return prefixes is not None and any(value.startswith(p) for p in prefixes)
+
+
+def strip_owned(attributes: Attributes, rules: OwnedRules) -> tuple[Attributes, bool]:
+    """The attributes without those the rules own (sub-attributes of a multi-VSA one by one);
+    everything else stays the same bytes in the same order. Also says whether any went."""
+    kept: list[tuple[int, bytes]] = []
+    removed = False
+    for attr_type, value in attributes:
+        if attr_type != VENDOR_SPECIFIC:
+            if _owned(rules, (0, attr_type), value):
+                removed = True
+                continue
+            kept.append((attr_type, value))
+            continue
+        parsed = split_vsa(value)
+        if parsed is None:
+            kept.append((attr_type, value))  # opaque vendor format: not ours to judge
+            continue
+        vendor, subs = parsed
+        remaining = [raw for vtype, raw in subs if not _owned(rules, (vendor, vtype), raw[2:])]
+        if len(remaining) == len(subs):
+            kept.append((attr_type, value))
         else:
-            vendor_specific.add((vendor, code))
-    return frozenset(plain), frozenset(vendor_specific)
+            removed = True
+            if remaining:
+                kept.append((attr_type, join_vsa(vendor, remaining)))
+    return tuple(kept), removed

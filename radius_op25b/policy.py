@@ -32,7 +32,7 @@ from radius_op25b import profiles
 from radius_op25b.config import ClientConfig, Config
 from radius_op25b.errors import StoreUnavailable
 from radius_op25b.models import AuditLog
-from radius_op25b.radius import CLASS, FRAMED_IP_ADDRESS, Attributes, get_first, replace_attributes
+from radius_op25b.radius import CLASS, FRAMED_IP_ADDRESS, Attributes, get_first
 
 log = logging.getLogger("op25b.policy")
 
@@ -95,8 +95,8 @@ def _profile_attributes(
 
 
 @lru_cache(maxsize=256)
-def _managed(profile: str, custom: tuple[tuple[str, profiles.CustomProfile], ...]) -> tuple[frozenset[int], frozenset[tuple[int, int]]]:
-    return named.managed_sets(profiles.managed_attributes(profile, dict(custom)))
+def _owned(profile: str, custom: tuple[tuple[str, profiles.CustomProfile], ...]) -> named.OwnedRules:
+    return named.owned_rules(profiles.managed_attributes(profile, dict(custom)))
 
 
 def framed_ip(attributes: Attributes) -> d.IPAddress | None:
@@ -114,20 +114,15 @@ def apply_decision(
     The upstream's own Class attributes are never touched; ours is one more Class.
     """
     custom = tuple(sorted(config.profiles.items()))
-    plain, vendor_specific = _managed(client.profile, custom)
     ours = _profile_attributes(
         client.profile, decision.filter_class, decision.msa_permits, decision.partner_filter,
         decision.realm if decision.msa_permits else None, ctx, custom,
     )
-    if client.managed_attributes == "keep-upstream" and _has_any(attributes, plain, vendor_specific):
-        ours = ()
+    stripped, upstream_had_filter = named.strip_owned(attributes, _owned(client.profile, custom))
+    if client.managed_attributes == "keep-upstream" and upstream_had_filter:
+        stripped, ours = tuple(attributes), ()
     tag = ((CLASS, f"op25b:{decision.filter_class}".encode()),)
-    return replace_attributes(attributes, plain, vendor_specific, ours + tag)
-
-
-def _has_any(attributes: Attributes, plain: frozenset[int], vendor_specific: frozenset[tuple[int, int]]) -> bool:
-    probe = replace_attributes(attributes, plain, vendor_specific, ())
-    return len(probe) != len(attributes) or probe != tuple(attributes)
+    return stripped + ours + tag
 
 
 class PolicyService:

@@ -161,18 +161,25 @@ def _mikrotik(d: Decision, ctx: FilterContext) -> Attributes:
 class BuiltinProfile:
     render: Callable[[Decision, FilterContext], Attributes]
     change: LiveChange
-    managed: tuple[str, ...]  # attributes this profile owns in an Accept (for `replace` mode)
+    # What this profile owns in an Accept (`replace` mode removes the upstream's copies):
+    # (attribute name, value prefix); "" owns every value of that attribute.
+    managed: tuple[tuple[str, str], ...]
 
 
 BUILTIN_PROFILES: Mapping[str, BuiltinProfile] = {
-    "generic": BuiltinProfile(_generic, LiveChange("coa", True, None), ("Filter-Id",)),
-    "rfc4849": BuiltinProfile(_rfc4849, LiveChange("coa", True, None), ("NAS-Filter-Rule",)),
-    "cisco-ios": BuiltinProfile(_cisco_ios, LiveChange("disconnect", False, None), ("Cisco-AVPair",)),
-    "cisco-xr": BuiltinProfile(_cisco_xr, LiveChange("coa", True, None), ("Cisco-AVPair",)),
+    "generic": BuiltinProfile(_generic, LiveChange("coa", True, None), (("Filter-Id", ""),)),
+    "rfc4849": BuiltinProfile(_rfc4849, LiveChange("coa", True, None), (("NAS-Filter-Rule", ""),)),
+    # Cisco-AVPair carries much else (QoS, services): only the inbound ACL pairs are ours.
+    "cisco-ios": BuiltinProfile(_cisco_ios, LiveChange("disconnect", False, None), (("Cisco-AVPair", "ip:inacl#"),)),
+    "cisco-xr": BuiltinProfile(
+        _cisco_xr,
+        LiveChange("coa", True, None),
+        (("Cisco-AVPair", "ipv4:inacl="), ("Cisco-AVPair", "ipv6:ipv6_inacl=")),
+    ),
     "juniper": BuiltinProfile(
         _juniper,
         LiveChange("coa", True, None),
-        ("ERX-Ingress-Policy-Name", "ERX-IPv6-Ingress-Policy-Name"),
+        (("ERX-Ingress-Policy-Name", ""), ("ERX-IPv6-Ingress-Policy-Name", "")),
     ),
     "nokia-sr": BuiltinProfile(
         _nokia_sr,
@@ -182,13 +189,13 @@ BUILTIN_PROFILES: Mapping[str, BuiltinProfile] = {
             True,
             (("Alc-Subscriber-Filter", "Ingr-v4:-2,Ingr-v6:-2"), ("NAS-Filter-Rule", " ")),
         ),
-        ("Alc-Subscriber-Filter", "NAS-Filter-Rule"),
+        (("Alc-Subscriber-Filter", ""), ("NAS-Filter-Rule", "")),
     ),
-    "huawei": BuiltinProfile(_generic, LiveChange("disconnect", False, None), ("Filter-Id",)),
-    "mikrotik": BuiltinProfile(_mikrotik, LiveChange("disconnect", False, None), ("Mikrotik-Address-List",)),
+    "huawei": BuiltinProfile(_generic, LiveChange("disconnect", False, None), (("Filter-Id", ""),)),
+    "mikrotik": BuiltinProfile(_mikrotik, LiveChange("disconnect", False, None), (("Mikrotik-Address-List", ""),)),
     # accel-ppp's Filter-Id is its shaper rate: the filter travels as NAS-Filter-Rule to the
     # ip-up/ip-change hook in deploy/; a CoA without the rule makes the hook remove it.
-    "accel-ppp": BuiltinProfile(_rfc4849, LiveChange("coa", True, ()), ("NAS-Filter-Rule",)),
+    "accel-ppp": BuiltinProfile(_rfc4849, LiveChange("coa", True, ()), (("NAS-Filter-Rule", ""),)),
 }
 
 
@@ -220,11 +227,11 @@ def live_change_for(profile: str, custom: Mapping[str, CustomProfile] | None = N
     return BUILTIN_PROFILES[profile].change
 
 
-def managed_attributes(profile: str, custom: Mapping[str, CustomProfile] | None = None) -> tuple[str, ...]:
-    """Attribute names the profile owns: an upstream's copies are removed in `replace` mode."""
+def managed_attributes(profile: str, custom: Mapping[str, CustomProfile] | None = None) -> tuple[tuple[str, str], ...]:
+    """(name, value prefix) the profile owns: an upstream's copies are removed in `replace` mode."""
     if custom and profile in custom:
         c = custom[profile]
-        return tuple(dict.fromkeys(a for a, _ in c.full + c.mobile + (c.remove or ())))
+        return tuple(dict.fromkeys((a, "") for a, _ in c.full + c.mobile + (c.remove or ())))
     return BUILTIN_PROFILES[profile].managed
 
 

@@ -302,7 +302,7 @@ def import_subscribers(session: Session, rows: Sequence[ImportRow], *, actor: st
     """Insert all rows or none; an existing username is a conflict that aborts the import.
 
     On PostgreSQL (psycopg2) the rows go in by COPY on the session's own connection, inside the
-    caller's transaction, so a failure still leaves nothing behind; elsewhere a Core executemany
+    caller's transaction, so a failure still leaves nothing behind; elsewhere an executemany
     INSERT is the portable path. bench/import_bench.py times a million rows.
     """
     keys = [username_key(r.username) for r in rows]
@@ -311,34 +311,35 @@ def import_subscribers(session: Session, rows: Sequence[ImportRow], *, actor: st
         existing = session.scalars(select(Subscriber.username).where(Subscriber.username_key.in_(chunk)).limit(1)).first()
         if existing is not None:
             raise Conflict(f"{source}: subscriber {existing!r} already exists; nothing imported")
-    table = Subscriber.__table__
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name == "postgresql" and dialect.driver == "psycopg2":
-        # Imported here: only this path needs them.
+        # Imported here: only this path needs it.
         from sqlalchemy.exc import DBAPIError
 
         # Values go through the columns' own bind processors (JSON text, naive UTC), so COPY
         # stores exactly what an INSERT would.
-        to_json = table.c.static_addresses.type.dialect_impl(dialect).bind_processor(dialect)
-        to_utc = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+        columns = Subscriber.__table__.c
+        to_json = columns.static_addresses.type.dialect_impl(dialect).bind_processor(dialect)
+        to_utc = columns.created_at.type.dialect_impl(dialect).bind_processor(dialect)
         assert to_json is not None and to_utc is not None  # JSON and UTCDateTime both convert
         stamp = str(to_utc(now))
         # COPY's text format: \N is NULL; backslash, tab, newline and CR inside a value are escaped.
         escapes = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
-        def text(value: str | None) -> str:
+        def copy_value(value: str | None) -> str:
             return "\\N" if value is None else value.translate(escapes)
 
-        copy = f"COPY {table.name} (username, username_key, realm, ip_type, static_addresses, class_override, note, created_at, updated_at) FROM STDIN"
+        names = "username, username_key, realm, ip_type, static_addresses, class_override, note, created_at, updated_at"
+        copy = f"COPY {Subscriber.__tablename__} ({names}) FROM STDIN"
         cursor: Any = connection.connection.cursor()
         try:
             # In slices, so the text buffer stays small whatever the file size.
             for start in range(0, len(rows), 50_000):
                 buffer = io.StringIO()
                 for r, key in zip(rows[start : start + 50_000], keys[start : start + 50_000]):
-                    fields = (r.username, key, r.realm, r.ip_type, to_json(list(r.static_addresses)), r.class_override, r.note)
-                    buffer.write("\t".join(map(text, fields)) + f"\t{stamp}\t{stamp}\n")
+                    values = (r.username, key, r.realm, r.ip_type, to_json(list(r.static_addresses)), r.class_override, r.note)
+                    buffer.write("\t".join(map(copy_value, values)) + f"\t{stamp}\t{stamp}\n")
                 buffer.seek(0)
                 cursor.copy_expert(copy, buffer)
         except dialect.loaded_dbapi.Error as exc:
@@ -365,11 +366,11 @@ def import_subscribers(session: Session, rows: Sequence[ImportRow], *, actor: st
             }
             for r, key in zip(rows, keys)
         ]
-        # A Core insert on the table, not the ORM's insert(Subscriber): the ORM splits a batch
-        # wherever the set of None columns changes, which turned a mixed file into one INSERT
-        # per few rows.
+        # render_nulls: without it the ORM leaves None columns out and starts a new INSERT
+        # wherever that set changes, which turned a mixed file into one INSERT per few rows.
+        statement = insert(Subscriber).execution_options(render_nulls=True)
         for start in range(0, len(batch), 10_000):
-            session.execute(insert(table), batch[start : start + 10_000])
+            session.execute(statement, batch[start : start + 10_000])
     audit(session, actor=actor, action="subscriber.import", target=f"import:{source}", now=now, after={"rows": len(rows)})
     return len(rows)
 

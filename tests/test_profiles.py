@@ -107,7 +107,7 @@ def test_attribute_names_are_in_our_dictionary(profile: str) -> None:
     dictionary = load_dictionary()
     change = profiles.live_change_for(profile)
     names = {n for case in EXPECTED[profile].values() for n, _ in case} | {n for n, _ in change.remove or ()}
-    names |= set(profiles.managed_attributes(profile))
+    names |= {name for name, _ in profiles.managed_attributes(profile)}
     assert names <= set(dictionary.attributes)
 
 
@@ -162,9 +162,17 @@ def test_custom_profile_templates() -> None:
     assert profiles.attributes_for("acme", PARTNER_NAMED, CTX, custom)[0] == ("Filter-Id", "B-FULL.in")
     assert profiles.attributes_for("acme", NONE, CTX, custom) == ()
     assert profiles.coa_attributes_for("acme", NONE, CTX, custom) == (("Filter-Id", "PERMIT-ALL.in"),)
-    assert profiles.managed_attributes("acme", custom) == ("Filter-Id", "Reply-Message")
+    assert profiles.managed_attributes("acme", custom) == (("Filter-Id", ""), ("Reply-Message", ""))
 
 
 def test_unknown_profile_is_named() -> None:
     with pytest.raises(KeyError, match="unknown NAS profile 'cisco-ios-xe'"):
         profiles.attributes_for("cisco-ios-xe", FULL, CTX)
+
+
+@pytest.mark.parametrize("profile", sorted(EXPECTED))
+def test_profiles_own_what_they_send(profile: str) -> None:
+    owned = profiles.managed_attributes(profile)
+    for case in EXPECTED[profile].values():
+        for name, value in case:
+            assert any(name == n and value.startswith(prefix) for n, prefix in owned), (name, value)
