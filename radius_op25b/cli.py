@@ -23,7 +23,7 @@ from radius_op25b import db, profiles, store
 from radius_op25b.config import Config, config_path, load_config
 from radius_op25b.decision import Decision, Request, decide
 from radius_op25b.errors import InvalidInput, Op25bError, UsageError
-from radius_op25b.models import AuditLog, Exemption, Realm, Subscriber
+from radius_op25b.models import AcctSession, AuditLog, CoaJob, Exemption, Realm, Subscriber
 
 JSON_HELP = "print JSON (a stable shape, documented in README.md)"
 
@@ -96,6 +96,37 @@ def subscriber_json(sub: Subscriber, now: datetime) -> dict[str, Any]:
         "updated_at": _iso(sub.updated_at),
         "exemptions": [exemption_json(ex, now) for ex in sub.exemptions],
     }
+
+
+def session_json(row: AcctSession, push: CoaJob | None = None) -> dict[str, Any]:
+    data = {
+        "username": row.username,
+        "nas": row.nas_name,
+        "nas_address": row.nas_address,
+        "acct_session_id": row.acct_session_id,
+        "framed_ip": row.framed_ip,
+        "framed_ipv6_prefix": row.framed_ipv6_prefix,
+        "delegated_ipv6_prefix": row.delegated_ipv6_prefix,
+        "class_applied": row.class_applied,
+        "started_at": _iso(row.started_at),
+        "updated_at": _iso(row.updated_at),
+        "stopped_at": _iso(row.stopped_at),
+        "terminate_cause": row.terminate_cause,
+        "input_octets": row.input_octets,
+        "output_octets": row.output_octets,
+    }
+    if push is not None:
+        data["last_push"] = {
+            "cause": push.cause, "status": push.status, "method": push.method, "result": push.result,
+            "error_cause": push.error_cause, "attempts": push.attempts, "at": _iso(push.finished_at or push.created_at),
+        }
+    return data
+
+
+def _session_line(row: AcctSession) -> str:
+    addresses = " ".join(a for a in (row.framed_ip, row.framed_ipv6_prefix, row.delegated_ipv6_prefix) if a) or "-"
+    until = f"{row.stopped_at:%Y-%m-%d %H:%M:%S}" if row.stopped_at else "now"
+    return f"{row.username:32} {addresses:40} {row.class_applied or '?':6} {row.nas_name}/{row.acct_session_id}  {row.started_at:%Y-%m-%d %H:%M:%S} .. {until}"
 
 
 def realm_json(realm: Realm, now: datetime) -> dict[str, Any]:
@@ -210,7 +241,15 @@ def cmd_subscriber(ctx: Context) -> int:
             ctx.emit(subscriber_json(sub, now), f"added {sub.username} ({sub.ip_type})")
         elif command == "show":
             sub = store.get_subscriber(session, a.user)
-            ctx.emit(subscriber_json(sub, now), _subscriber_text(sub, now))
+            live = store.active_sessions(session, sub.username)
+            pushes = store.last_pushes(session, [row.id for row in live])
+            data = {**subscriber_json(sub, now), "sessions": [session_json(row, pushes.get(row.id)) for row in live]}
+            lines = [_subscriber_text(sub, now)]
+            for row in live:
+                push = pushes.get(row.id)
+                last = f"; last push {push.method or '-'} {push.result or push.status} ({push.cause})" if push else ""
+                lines.append(f"  session: {_session_line(row)}{last}")
+            ctx.emit(data, "\n".join(lines))
         elif command == "list":
             subs = store.list_subscribers(session, realm=a.realm, limit=a.limit)
             text = "\n".join(
@@ -271,6 +310,24 @@ def cmd_realm(ctx: Context) -> int:
             until = parse_time(a.until, end_of_day=True)
             permit = store.permit_msa(session, a.name, a.cidr, until=until, actor=a.actor, now=now)
             ctx.emit({"realm": permit.realm.name, "cidr": permit.cidr, "until": _iso(permit.permit_until)}, f"{permit.realm.name}: permit port 25 to {permit.cidr} until {permit.permit_until:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+def cmd_sessions(ctx: Context) -> int:
+    a, now = ctx.args, ctx.now
+    with db.transaction(ctx.engine()) as session:
+        if a.sessions_command == "active":
+            rows = store.active_sessions(session, a.user, limit=a.limit)
+            ctx.emit({"sessions": [session_json(r) for r in rows]}, "\n".join(map(_session_line, rows)) or "(no active sessions)")
+        elif a.sessions_command == "who-had":
+            at = parse_time(a.at) if a.at else now
+            rows = store.who_had(session, a.ip, at)
+            text = "\n".join(map(_session_line, rows)) or f"nobody had {a.ip} at {at:%Y-%m-%d %H:%M:%S} UTC"
+            ctx.emit({"address": a.ip, "at": _iso(at), "sessions": [session_json(r) for r in rows]}, text)
+        else:
+            cutoff = now - parse_duration(a.older_than)
+            count = store.purge_sessions(session, cutoff, actor=a.actor, now=now)
+            ctx.emit({"deleted": count, "older_than": _iso(cutoff)}, f"deleted {count} session(s) that ended before {cutoff:%Y-%m-%d %H:%M} UTC")
     return 0
 
 
@@ -481,6 +538,22 @@ def build_parser() -> argparse.ArgumentParser:
     actor_flag(r)
     json_flag(r)
     q.set_defaults(func=cmd_realm)
+
+    q = sub.add_parser("sessions", help="sessions from accounting: who is online, who had an address")
+    ss2 = q.add_subparsers(dest="sessions_command", required=True, metavar="ACTION", parser_class=_Parser)
+    r = ss2.add_parser("active", help="open sessions")
+    r.add_argument("--user")
+    r.add_argument("--limit", type=int, default=1000)
+    json_flag(r)
+    r = ss2.add_parser("who-had", help="who held an IPv4 address, or an IPv6 address inside a prefix, at a time")
+    r.add_argument("ip", metavar="IP")
+    r.add_argument("--at", metavar="TIME", help="ISO time, UTC unless it has an offset (default: now)")
+    json_flag(r)
+    r = ss2.add_parser("purge", help="delete sessions that ended long ago")
+    r.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 180d")
+    actor_flag(r)
+    json_flag(r)
+    q.set_defaults(func=cmd_sessions)
 
     q = sub.add_parser("mobile-mta", help="mobile carriers' mail server blocks (the `mobile` class)")
     ms = q.add_subparsers(dest="mobile_command", required=True, metavar="ACTION", parser_class=_Parser)

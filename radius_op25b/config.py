@@ -102,6 +102,8 @@ class Config:
     routes: tuple[RouteConfig, ...] = ()
     profiles: Mapping[str, CustomProfile] = field(default_factory=dict)
     metrics_listen: tuple[str, int] | None = None
+    spool_dir: str = "op25b-spool"  # accounting records wait here until the database has them
+    spool_max_bytes: int = 1 << 30
 
     def client(self, name: str) -> ClientConfig | None:
         return next((c for c in self.clients if c.name == name), None)
@@ -230,7 +232,7 @@ def _templates(r: _Reader, key: str) -> tuple[tuple[str, str], ...]:
 
 def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Config:
     """Build a Config from parsed TOML; `file` only names the source in errors."""
-    known = {"database", "server", "policy", "filters", "clients", "upstreams", "pools", "routes", "profiles", "metrics"}
+    known = {"database", "server", "policy", "filters", "clients", "upstreams", "pools", "routes", "profiles", "metrics", "accounting"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{file}: {key}: unknown section (known: {', '.join(sorted(known))})")
@@ -344,6 +346,13 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         routes.append(RouteConfig(r.get("realm", str, required=True).lower(), pool))
 
     metrics = _Reader(file, "metrics.", data.get("metrics", {}))
+    acct = _Reader(file, "accounting.", data.get("accounting", {}))
+    spool_dir = Path(acct.get("spool_dir", str, "op25b-spool"))
+    if not spool_dir.is_absolute():
+        spool_dir = Path(file).resolve().parent / spool_dir
+    spool_mb = acct.get("spool_max_mb", int, 1024)
+    if spool_mb < 1:
+        raise acct.error("spool_max_mb", "must be at least 1")
     return Config(
         path=file,
         database_url=database_url,
@@ -360,6 +369,8 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         routes=tuple(routes),
         profiles=profiles,
         metrics_listen=metrics.listen("listen", None) if "listen" in metrics.table else None,  # type: ignore[arg-type]
+        spool_dir=str(spool_dir),
+        spool_max_bytes=spool_mb << 20,
     )
 
 

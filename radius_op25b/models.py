@@ -95,6 +95,8 @@ class Exemption(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_by: Mapped[str | None] = mapped_column(String(100))
     revoke_reason: Mapped[str | None] = mapped_column(Text)
+    # Set when the expiry has been pushed to live sessions (so it is pushed once).
+    expiry_pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="exemptions")
 
@@ -130,6 +132,7 @@ class RealmMsaPermit(Base):
     permit_until: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expiry_pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     realm: Mapped[Realm] = relationship(back_populates="msa_permits")
 
@@ -154,12 +157,19 @@ class AcctSession(Base):
         UniqueConstraint("nas_address", "acct_session_id"),
         Index("ix_sessions_framed_ip_started_at", "framed_ip", "started_at"),
         Index("ix_sessions_username_key", "username_key"),
+        Index("ix_sessions_framed_ipv6_prefix", "framed_ipv6_prefix"),
+        Index("ix_sessions_delegated_ipv6_prefix", "delegated_ipv6_prefix"),
+        Index("ix_sessions_nas_address_stopped_at", "nas_address", "stopped_at"),
+        Index("ix_sessions_stopped_at", "stopped_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     nas_name: Mapped[str] = mapped_column(String(100))
     nas_address: Mapped[str] = mapped_column(String(45))
     acct_session_id: Mapped[str] = mapped_column(String(253))
+    nas_ip_address: Mapped[str | None] = mapped_column(String(45))  # the NAS-IP-Address attribute
+    nas_identifier: Mapped[str | None] = mapped_column(String(253))
+    nas_port_id: Mapped[str | None] = mapped_column(String(253))
     username: Mapped[str] = mapped_column(String(253))
     username_key: Mapped[str] = mapped_column(String(253))
     framed_ip: Mapped[str | None] = mapped_column(String(45))
@@ -172,6 +182,35 @@ class AcctSession(Base):
     terminate_cause: Mapped[str | None] = mapped_column(String(64))
     input_octets: Mapped[int] = mapped_column(BigInteger, default=0)
     output_octets: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CoaJob(Base):
+    """A policy change to push to one live session (RFC 5176 CoA or Disconnect).
+
+    Queued in the same transaction as the change; a running proxy claims it (PostgreSQL:
+    FOR UPDATE SKIP LOCKED, so several instances never send it twice), sends, records the outcome.
+    """
+
+    __tablename__ = "coa_jobs"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sending', 'done', 'failed')", name="status"),
+        Index("ix_coa_jobs_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    username_key: Mapped[str] = mapped_column(String(253), index=True)
+    cause: Mapped[str] = mapped_column(String(64))  # the audited action that queued it
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    method: Mapped[str | None] = mapped_column(String(16))  # coa | disconnect, as sent last
+    result: Mapped[str | None] = mapped_column(String(64))  # ack | nak | timeout | no-nas | ...
+    error_cause: Mapped[int | None] = mapped_column()
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditLog(Base):

@@ -9,15 +9,16 @@ import io
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from radius_op25b import decision as d
 from radius_op25b.errors import Conflict, InvalidInput, NotFound
-from radius_op25b.models import AuditLog, Exemption, MobileMtaBlock, Realm, RealmMsaPermit, Subscriber
+from radius_op25b.accounting import AccountingRecord
+from radius_op25b.models import AcctSession, AuditLog, CoaJob, Exemption, MobileMtaBlock, Realm, RealmMsaPermit, Subscriber
 
 IP_TYPES = ("dynamic", "static")
 NOTIFY_CHANNEL = "op25b_policy"  # PostgreSQL LISTEN/NOTIFY channel of policy changes
@@ -154,6 +155,7 @@ def add_subscriber(
     session.add(sub)
     session.flush()
     audit(session, actor=actor, action="subscriber.add", target=sub.username_key, now=now, after=subscriber_state(sub))
+    queue_pushes(session, cause="subscriber.add", now=now, username=sub.username_key)
     return sub
 
 
@@ -164,6 +166,7 @@ def _change(session: Session, sub: Subscriber, action: str, actor: str, now: dat
     sub.updated_at = now
     session.flush()
     audit(session, actor=actor, action=action, target=sub.username_key, now=now, before=before, after=subscriber_state(sub))
+    queue_pushes(session, cause=action, now=now, username=sub.username_key)
     return sub
 
 
@@ -211,6 +214,7 @@ def exempt(
     sub.updated_at = now
     session.flush()
     audit(session, actor=actor, action="subscriber.exempt", target=sub.username_key, now=now, after=exemption_state(ex))
+    queue_pushes(session, cause="subscriber.exempt", now=now, username=sub.username_key)
     return ex
 
 
@@ -227,6 +231,7 @@ def unexempt(session: Session, username: str, *, reason: str, actor: str, now: d
         audit(session, actor=actor, action="subscriber.unexempt", target=sub.username_key, now=now, before=before, after=exemption_state(ex))
     sub.updated_at = now
     session.flush()
+    queue_pushes(session, cause="subscriber.unexempt", now=now, username=sub.username_key)
     return active
 
 
@@ -372,6 +377,12 @@ def import_subscribers(session: Session, rows: Sequence[ImportRow], *, actor: st
         for start in range(0, len(batch), 10_000):
             session.execute(statement, batch[start : start + 10_000])
     audit(session, actor=actor, action="subscriber.import", target=f"import:{source}", now=now, after={"rows": len(rows)})
+    # Imported subscribers may already be online (decided as unknowns): push to those sessions.
+    for start in range(0, len(keys), 10_000):
+        chunk = keys[start : start + 10_000]
+        online = session.execute(select(AcctSession.id, AcctSession.username_key).where(AcctSession.stopped_at.is_(None), AcctSession.username_key.in_(chunk))).all()
+        for session_id, key in online:
+            session.add(CoaJob(session_id=session_id, username_key=key, cause="subscriber.import", status="pending", attempts=0, created_at=now, next_attempt_at=now))
     return len(rows)
 
 
@@ -431,6 +442,7 @@ def add_realm(
     session.add(realm)
     session.flush()
     audit(session, actor=actor, action="realm.add", target=key, now=now, after=realm_state(realm))
+    queue_pushes(session, cause="realm.add", now=now, realm=key)
     return realm
 
 
@@ -451,6 +463,7 @@ def permit_msa(session: Session, name: str, cidr: str, *, until: datetime, actor
     session.flush()
     session.refresh(realm)
     audit(session, actor=actor, action="realm.permit-msa", target=realm.name, now=now, before=before, after=realm_state(realm))
+    queue_pushes(session, cause="realm.permit-msa", now=now, realm=realm.name)
     return permit
 
 
@@ -466,6 +479,7 @@ def add_mobile_mta_block(session: Session, cidr: str, *, carrier: str, actor: st
     session.add(row)
     session.flush()
     audit(session, actor=actor, action="mobile-mta.add", target=block, now=now, after={"cidr": block, "carrier": carrier})
+    queue_pushes(session, cause="mobile-mta.add", now=now, mobile=True)
     return row
 
 
@@ -532,3 +546,189 @@ def policy_inputs_many(session: Session, keys: Sequence[str]) -> dict[str, tuple
         k: (subscriber_view(by_key[k]) if k in by_key else None, realms.get(realm_names[k] or ""))
         for k in keys
     }
+
+
+# --- sessions from accounting -------------------------------------------------------------------
+
+
+def apply_accounting(session: Session, records: Sequence[AccountingRecord]) -> None:
+    """Apply accounting records in order. Idempotent: a replayed or retransmitted record
+    leaves the same rows as the first application did."""
+    for record in records:
+        _apply_record(session, record)
+        session.flush()
+
+
+def _apply_record(session: Session, r: AccountingRecord) -> None:
+    when = datetime.fromtimestamp(r.event_time, UTC)
+    if r.status in ("on", "off"):
+        # RFC 2866 §5.1: Accounting-On/Off - the NAS (re)started or stops: its sessions ended.
+        session.execute(
+            update(AcctSession)
+            .where(AcctSession.nas_address == r.nas_address, AcctSession.stopped_at.is_(None), AcctSession.started_at <= when)
+            .values(stopped_at=when, updated_at=when, terminate_cause=f"Accounting-{r.status.capitalize()}")
+        )
+        return
+    if not r.acct_session_id:
+        return
+    row = session.scalars(
+        select(AcctSession).where(AcctSession.nas_address == r.nas_address, AcctSession.acct_session_id == r.acct_session_id)
+    ).one_or_none()
+    if row is not None and row.stopped_at is not None and r.status == "start" and when > row.stopped_at:
+        # The NAS reused the Acct-Session-Id for a new session: keep the old one's history.
+        row.acct_session_id = f"{row.acct_session_id}#{row.id}"
+        session.flush()
+        row = None
+    if row is None:
+        started = when if r.status == "start" else when - timedelta(seconds=r.session_time or 0)
+        row = AcctSession(
+            nas_name=r.nas_name, nas_address=r.nas_address, acct_session_id=r.acct_session_id,
+            username=r.username, username_key=username_key(r.username),
+            started_at=started, updated_at=when, input_octets=0, output_octets=0,
+        )
+        session.add(row)
+    elif row.stopped_at is not None and r.status != "stop":
+        return  # an earlier record replayed after the Stop
+    for field_name in ("nas_ip_address", "nas_identifier", "nas_port_id", "framed_ip", "framed_ipv6_prefix", "delegated_ipv6_prefix", "class_applied"):
+        value = getattr(r, field_name)
+        if value:
+            setattr(row, field_name, value)
+    if r.username:
+        row.username, row.username_key = r.username, username_key(r.username)
+    row.updated_at = max(row.updated_at, when)
+    row.input_octets = max(row.input_octets or 0, r.input_octets or 0)
+    row.output_octets = max(row.output_octets or 0, r.output_octets or 0)
+    if r.status == "stop":
+        row.stopped_at = row.stopped_at or when
+        row.terminate_cause = r.terminate_cause or row.terminate_cause
+
+
+def active_sessions(session: Session, username: str | None = None, limit: int = 1000) -> Sequence[AcctSession]:
+    query = select(AcctSession).where(AcctSession.stopped_at.is_(None)).order_by(AcctSession.started_at.desc()).limit(limit)
+    if username is not None:
+        query = query.where(AcctSession.username_key == username_key(username))
+    return session.scalars(query).all()
+
+
+def _prefix_candidates(address: ipaddress.IPv6Address) -> list[str]:
+    """Every prefix (/16 to /128) that contains `address`, normalized as stored: an exact-match
+    IN query on the prefix columns then finds containing prefixes through their indexes."""
+    return [str(ipaddress.IPv6Network((int(address) >> (128 - n) << (128 - n), n))) for n in range(16, 129)]
+
+
+def who_had(session: Session, address: str, at: datetime) -> Sequence[AcctSession]:
+    """Sessions that held `address` (IPv4, or an IPv6 address inside a framed/delegated prefix) at `at`."""
+    ip = ipaddress.ip_address(check_address(address))
+    during = (AcctSession.started_at <= at) & (AcctSession.stopped_at.is_(None) | (AcctSession.stopped_at >= at))
+    if isinstance(ip, ipaddress.IPv4Address):
+        where = AcctSession.framed_ip == str(ip)
+    else:
+        candidates = _prefix_candidates(ip)
+        where = AcctSession.framed_ipv6_prefix.in_(candidates) | AcctSession.delegated_ipv6_prefix.in_(candidates)
+    return session.scalars(select(AcctSession).where(where, during).order_by(AcctSession.started_at)).all()
+
+
+def purge_sessions(session: Session, older_than: datetime, *, actor: str, now: datetime) -> int:
+    """Delete sessions that stopped before `older_than` (their CoA jobs go with them)."""
+    doomed = select(AcctSession.id).where(AcctSession.stopped_at.is_not(None), AcctSession.stopped_at < older_than)
+    session.execute(delete(CoaJob).where(CoaJob.session_id.in_(doomed)))
+    count = session.execute(delete(AcctSession).where(AcctSession.stopped_at.is_not(None), AcctSession.stopped_at < older_than)).rowcount
+    audit(session, actor=actor, action="sessions.purge", target="sessions", now=now, after={"older_than": older_than.isoformat(), "deleted": count})
+    return int(count or 0)
+
+
+# --- live changes: CoA / Disconnect jobs -------------------------------------------------------
+
+
+def queue_pushes(session: Session, *, cause: str, now: datetime, username: str | None = None, realm: str | None = None, mobile: bool = False) -> int:
+    """Queue one job per open session whose decision this change may alter (same transaction)."""
+    query = select(AcctSession.id, AcctSession.username_key).where(AcctSession.stopped_at.is_(None))
+    if username is not None:
+        query = query.where(AcctSession.username_key == username_key(username))
+    elif realm is not None:
+        members = select(Subscriber.username_key).where(Subscriber.realm == realm)
+        query = query.where(AcctSession.username_key.in_(members) | AcctSession.username_key.like(f"%@{realm}"))
+    elif mobile:
+        query = query.where(AcctSession.class_applied == "mobile")
+    else:
+        return 0
+    rows = session.execute(query).all()
+    for session_id, key in rows:
+        session.add(CoaJob(session_id=session_id, username_key=key, cause=cause, status="pending", attempts=0, created_at=now, next_attempt_at=now))
+    return len(rows)
+
+
+def queue_expired(session: Session, now: datetime) -> int:
+    """Exemptions and MSA permits that expired since the last sweep become pushes, once each."""
+    queued = 0
+    expired = session.execute(
+        select(Exemption.id, Subscriber.username_key)
+        .join(Subscriber)
+        .where(Exemption.expires_at <= now, Exemption.revoked_at.is_(None), Exemption.expiry_pushed_at.is_(None))
+    ).all()
+    for exemption_id, key in expired:
+        claimed = session.execute(
+            update(Exemption).where(Exemption.id == exemption_id, Exemption.expiry_pushed_at.is_(None)).values(expiry_pushed_at=now)
+        ).rowcount
+        if claimed:  # another instance may have swept it first
+            queued += queue_pushes(session, cause="exemption.expired", now=now, username=key)
+    permits = session.execute(
+        select(RealmMsaPermit.id, Realm.name).join(Realm).where(RealmMsaPermit.permit_until <= now, RealmMsaPermit.expiry_pushed_at.is_(None))
+    ).all()
+    for permit_id, realm_name in permits:
+        claimed = session.execute(
+            update(RealmMsaPermit).where(RealmMsaPermit.id == permit_id, RealmMsaPermit.expiry_pushed_at.is_(None)).values(expiry_pushed_at=now)
+        ).rowcount
+        if claimed:
+            queued += queue_pushes(session, cause="msa-permit.expired", now=now, realm=realm_name)
+    return queued
+
+
+def claim_pushes(session: Session, now: datetime, limit: int = 50, lease: timedelta = timedelta(seconds=60)) -> list[CoaJob]:
+    """Jobs due now, claimed for this instance until `lease` runs out (a crashed instance's
+    claims expire and are taken again). PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent
+    instances take disjoint jobs; every dialect: a compare-and-set on the status as well."""
+    due = (CoaJob.status == "pending") & (CoaJob.next_attempt_at <= now)
+    stale = (CoaJob.status == "sending") & (CoaJob.claimed_until < now)
+    query = select(CoaJob).where(due | stale).order_by(CoaJob.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claimed = []
+    for job in session.scalars(query).all():
+        won = session.execute(
+            update(CoaJob)
+            .where(CoaJob.id == job.id, CoaJob.status == job.status, CoaJob.attempts == job.attempts)
+            .values(status="sending", claimed_until=now + lease, attempts=job.attempts + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won:
+            session.refresh(job)
+            claimed.append(job)
+    return claimed
+
+
+def finish_push(
+    session: Session, job_id: int, *, now: datetime, ok: bool, result: str, method: str | None,
+    error_cause: int | None = None, detail: str | None = None, retry_in: timedelta | None = None,
+    class_applied: str | None = None,
+) -> None:
+    job = session.get(CoaJob, job_id)
+    if job is None:
+        return
+    job.result, job.method, job.error_cause, job.detail = result, method, error_cause, detail
+    job.claimed_until = None
+    if ok or retry_in is None:
+        job.status, job.finished_at = ("done" if ok else "failed"), now
+    else:
+        job.status, job.next_attempt_at = "pending", now + retry_in
+    if ok and class_applied is not None:
+        row = session.get(AcctSession, job.session_id)
+        if row is not None:
+            row.class_applied = class_applied
+
+
+def last_pushes(session: Session, session_ids: Sequence[int]) -> dict[int, CoaJob]:
+    if not session_ids:
+        return {}
+    jobs = session.scalars(select(CoaJob).where(CoaJob.session_id.in_(session_ids)).order_by(CoaJob.id)).all()
+    return {job.session_id: job for job in jobs}

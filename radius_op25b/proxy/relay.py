@@ -77,6 +77,9 @@ class Transport(Protocol):
 # An Access-Accept rewriter (the OP25B policy): takes the job and the reply attributes on their
 # way to the NAS, returns the attributes to send. It may instead return a Future of them.
 AcceptHook = Callable[["Job", Attributes], "Attributes | asyncio.Future[Attributes]"]
+# Called for each Accounting-Request an upstream acknowledged; the NAS is answered when the
+# returned future is done (the record is durable), or at once for None.
+AccountingHook = Callable[["Job"], "asyncio.Future[None] | None"]
 
 
 @dataclass(slots=True)
@@ -116,6 +119,7 @@ class Relay:
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, accept_hook: AcceptHook | None = None) -> None:
         self.loop = loop
         self.accept_hook = accept_hook
+        self.accounting_hook: AccountingHook | None = None
         self.router: Router | None = None
         self.apply_config(config)
         self.dedup = DuplicateCache(hold=10.0)
@@ -351,6 +355,16 @@ class Relay:
         client_secret = job.client.secret.reveal()
         if listener == AUTH:
             attrs = reencrypt_reply_attributes(attrs, pending.secret, pending.authenticator, client_secret, job.request.authenticator)
+        if listener == ACCT and self.accounting_hook is not None:
+            try:
+                durable = self.accounting_hook(job)
+            except Exception:
+                # Recording must never fail the relay: the upstream has recorded it already.
+                log.exception("could not record accounting from %s", job.client.name)
+                durable = None
+            if durable is not None:
+                durable.add_done_callback(lambda _: self._finish(job, reply.code, attrs))
+                return None
         if reply.code == ACCESS_ACCEPT and self.accept_hook is not None:
             try:
                 rewritten = self.accept_hook(job, attrs)

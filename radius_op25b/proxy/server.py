@@ -16,7 +16,10 @@ from sqlalchemy import Engine
 from radius_op25b import metrics
 from radius_op25b.config import Config, load_config
 from radius_op25b.errors import ConfigError, Op25bError
+from radius_op25b.accounting import Spool
 from radius_op25b.policy import PolicyService
+from radius_op25b.push import PushWorker
+from radius_op25b.recorder import Recorder
 from radius_op25b.proxy.relay import ACCT, AUTH, UPSTREAM_SOCKETS, Relay
 
 log = logging.getLogger("op25b.server")
@@ -79,6 +82,8 @@ class ProxyServer:
         self.config = config
         self.engine = engine
         self.policy: PolicyService | None = None
+        self.recorder: Recorder | None = None
+        self.pusher: PushWorker | None = None
         self.reuse_port = reuse_port
         self.relay: Relay | None = None
         self._transports: list[asyncio.BaseTransport] = []
@@ -95,6 +100,14 @@ class ProxyServer:
             hook = self.policy.rewrite_accept
             self.on_reload.append(self.policy.reconfigure)
         self.relay = relay = Relay(self.config, loop, hook)
+        if self.engine is not None and self.policy is not None:
+            self.recorder = Recorder(self.engine, Spool(self.config.spool_dir, self.config.spool_max_bytes), loop)
+            self.recorder.start()
+            relay.accounting_hook = self.recorder.record
+            policy = self.policy
+            self.pusher = PushWorker(self.config, self.engine, loop, lambda: policy.ctx)
+            await self.pusher.start()
+            self.on_reload.append(self.pusher.reconfigure)
         for listener, (host, port) in ((AUTH, self.config.auth_listen), (ACCT, self.config.acct_listen)):
             transport, _ = await loop.create_datagram_endpoint(lambda listener=listener: _NasProtocol(relay, listener), sock=udp_socket(host, port, self.reuse_port))
             relay.nas_transports[listener] = transport  # type: ignore[assignment]
@@ -160,6 +173,10 @@ class ProxyServer:
             await asyncio.sleep(0.05)
         for transport in self._transports:
             transport.close()
+        if self.pusher is not None:
+            await self.pusher.close()
+        if self.recorder is not None:
+            self.recorder.close()
         if self.policy is not None:
             self.policy.close()
         log.info("stopped")

@@ -1,0 +1,237 @@
+"""Session records from relayed accounting: a pure extractor (packet -> record) and the on-disk
+spool that makes an acknowledged record survive a crash until the database has it.
+
+The spool is a directory of append-only JSON-lines segments. `append` writes and fsyncs before
+the NAS is acknowledged; the drainer applies whole segments in order and deletes them only after
+the database committed them. Applying is idempotent, so a replay after a crash is harmless.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from radius_op25b.radius import (
+    ACCT_DELAY_TIME,
+    ACCT_INPUT_GIGAWORDS,
+    ACCT_INPUT_OCTETS,
+    ACCT_OUTPUT_GIGAWORDS,
+    ACCT_OUTPUT_OCTETS,
+    ACCT_SESSION_ID,
+    ACCT_SESSION_TIME,
+    ACCT_STATUS_ACCOUNTING_OFF,
+    ACCT_STATUS_ACCOUNTING_ON,
+    ACCT_STATUS_INTERIM_UPDATE,
+    ACCT_STATUS_START,
+    ACCT_STATUS_STOP,
+    ACCT_STATUS_TYPE,
+    ACCT_TERMINATE_CAUSE,
+    CLASS,
+    DELEGATED_IPV6_PREFIX,
+    EVENT_TIMESTAMP,
+    FRAMED_IP_ADDRESS,
+    FRAMED_IPV6_PREFIX,
+    NAS_IDENTIFIER,
+    NAS_IP_ADDRESS,
+    NAS_PORT_ID,
+    USER_NAME,
+    Attributes,
+    decode_integer,
+    decode_ipv6_prefix,
+    get_all,
+    get_first,
+)
+
+log = logging.getLogger("op25b.accounting")
+
+STATUS_NAMES = {
+    ACCT_STATUS_START: "start",
+    ACCT_STATUS_STOP: "stop",
+    ACCT_STATUS_INTERIM_UPDATE: "interim",
+    ACCT_STATUS_ACCOUNTING_ON: "on",
+    ACCT_STATUS_ACCOUNTING_OFF: "off",
+}
+# RFC 2866 §5.10 values, for readable session rows.
+TERMINATE_CAUSES = {
+    1: "User-Request", 2: "Lost-Carrier", 3: "Lost-Service", 4: "Idle-Timeout", 5: "Session-Timeout",
+    6: "Admin-Reset", 7: "Admin-Reboot", 8: "Port-Error", 9: "NAS-Error", 10: "NAS-Request",
+    11: "NAS-Reboot", 12: "Port-Unneeded", 13: "Port-Preempted", 14: "Port-Suspended",
+    15: "Service-Unavailable", 16: "Callback", 17: "User-Error", 18: "Host-Request",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingRecord:
+    status: str  # start | interim | stop | on | off
+    event_time: float  # epoch seconds: Event-Timestamp, else arrival minus Acct-Delay-Time
+    nas_name: str
+    nas_address: str  # where the accounting came from: CoA goes back there
+    acct_session_id: str
+    username: str
+    nas_ip_address: str | None = None
+    nas_identifier: str | None = None
+    nas_port_id: str | None = None
+    framed_ip: str | None = None
+    framed_ipv6_prefix: str | None = None
+    delegated_ipv6_prefix: str | None = None
+    class_applied: str | None = None
+    session_time: int | None = None
+    input_octets: int | None = None
+    output_octets: int | None = None
+    terminate_cause: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> AccountingRecord:
+        return cls(**json.loads(line))
+
+
+def _text(attributes: Attributes, attr_type: int) -> str | None:
+    raw = get_first(attributes, attr_type)
+    return raw.decode("utf-8", "replace") if raw is not None else None
+
+
+def _integer(attributes: Attributes, attr_type: int) -> int | None:
+    raw = get_first(attributes, attr_type)
+    return decode_integer(raw) if raw is not None and len(raw) == 4 else None
+
+
+def _octets(attributes: Attributes, low: int, high: int) -> int | None:
+    """RFC 2869 §5.1: Gigawords count the times the 32-bit octet counter wrapped."""
+    count = _integer(attributes, low)
+    if count is None:
+        return None
+    return ((_integer(attributes, high) or 0) << 32) + count
+
+
+def _prefix(attributes: Attributes, attr_type: int) -> str | None:
+    raw = get_first(attributes, attr_type)
+    if raw is None:
+        return None
+    try:
+        return str(decode_ipv6_prefix(raw))
+    except (ValueError, Exception):
+        return None
+
+
+def record_from_request(attributes: Attributes, nas_name: str, nas_address: str, received: float) -> AccountingRecord | None:
+    """The session facts of one Accounting-Request, or None for kinds we do not record."""
+    status = STATUS_NAMES.get(_integer(attributes, ACCT_STATUS_TYPE) or 0)
+    if status is None:
+        return None
+    stamp = _integer(attributes, EVENT_TIMESTAMP)
+    event_time = float(stamp) if stamp else received - (_integer(attributes, ACCT_DELAY_TIME) or 0)
+    framed = get_first(attributes, FRAMED_IP_ADDRESS)
+    nas_ip = get_first(attributes, NAS_IP_ADDRESS)
+    cause = _integer(attributes, ACCT_TERMINATE_CAUSE)
+    tag = next((c[6:].decode("ascii", "replace") for c in get_all(attributes, CLASS) if c.startswith(b"op25b:")), None)
+    return AccountingRecord(
+        status=status,
+        event_time=event_time,
+        nas_name=nas_name,
+        nas_address=nas_address,
+        acct_session_id=_text(attributes, ACCT_SESSION_ID) or "",
+        username=_text(attributes, USER_NAME) or "",
+        nas_ip_address=str(ipaddress.IPv4Address(nas_ip)) if nas_ip is not None and len(nas_ip) == 4 else None,
+        nas_identifier=_text(attributes, NAS_IDENTIFIER),
+        nas_port_id=_text(attributes, NAS_PORT_ID),
+        framed_ip=str(ipaddress.IPv4Address(framed)) if framed is not None and len(framed) == 4 else None,
+        framed_ipv6_prefix=_prefix(attributes, FRAMED_IPV6_PREFIX),
+        delegated_ipv6_prefix=_prefix(attributes, DELEGATED_IPV6_PREFIX),
+        class_applied=tag,
+        session_time=_integer(attributes, ACCT_SESSION_TIME),
+        input_octets=_octets(attributes, ACCT_INPUT_OCTETS, ACCT_INPUT_GIGAWORDS),
+        output_octets=_octets(attributes, ACCT_OUTPUT_OCTETS, ACCT_OUTPUT_GIGAWORDS),
+        terminate_cause=TERMINATE_CAUSES.get(cause, str(cause)) if cause is not None else None,
+    )
+
+
+class Spool:
+    """Append-only segments `NNNNNNNNNN.jsonl` in `directory`; bounded by `max_bytes`."""
+
+    SEGMENT_BYTES = 4 * 1024 * 1024
+
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int = 1 << 30) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        segments = self.segments()
+        self._number = int(segments[-1].stem) + 1 if segments else 1
+        self._file: Any = None
+        self._size = 0
+        self.pending = sum(self._count(s) for s in segments)  # records not yet in the database
+
+    def segments(self) -> list[Path]:
+        return sorted(self.dir.glob("*.jsonl"))
+
+    @staticmethod
+    def _count(segment: Path) -> int:
+        with open(segment, "rb") as fh:
+            return sum(1 for line in fh if line.endswith(b"\n"))
+
+    def bytes_used(self) -> int:
+        return sum(s.stat().st_size for s in self.segments())
+
+    def append(self, records: list[AccountingRecord]) -> bool:
+        """Write and fsync; False (and nothing written) when the spool is full."""
+        data = "".join(r.to_json() + "\n" for r in records).encode()
+        with self._lock:
+            if self._file is None:
+                if self.bytes_used() + len(data) > self.max_bytes:
+                    return False
+                self._file = open(self.dir / f"{self._number:010d}.jsonl", "ab")
+                self._size = 0
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._size += len(data)
+            self.pending += len(records)
+            if self._size >= self.SEGMENT_BYTES:
+                self._seal()
+        return True
+
+    def _seal(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._number += 1
+
+    def take_segment(self) -> Path | None:
+        """The oldest segment, sealed first so no writer appends to it while it is applied."""
+        with self._lock:
+            segments = self.segments()
+            if not segments:
+                return None
+            if self._file is not None and segments[0].stem == f"{self._number:010d}":
+                self._seal()
+            return segments[0]
+
+    def read(self, segment: Path) -> list[AccountingRecord]:
+        records = []
+        with open(segment, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.endswith("\n"):
+                    break  # a torn last line from a crash mid-write: it was never acknowledged
+                try:
+                    records.append(AccountingRecord.from_json(line))
+                except (ValueError, TypeError):
+                    log.error("spool %s: skipping an unreadable line", segment.name)
+        return records
+
+    def done(self, segment: Path, count: int) -> None:
+        segment.unlink(missing_ok=True)
+        with self._lock:
+            self.pending = max(0, self.pending - count)
+
+    def close(self) -> None:
+        with self._lock:
+            self._seal()

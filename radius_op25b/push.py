@@ -1,0 +1,282 @@
+"""Live changes: the proxy takes queued jobs and sends each live session its new filter by
+RFC 5176 CoA-Request, or Disconnect-Request where the profile says so (or after a CoA-NAK where
+the profile allows), to the NAS that owns the session; then records the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import Engine
+
+from radius_op25b import attrs as named
+from radius_op25b import db, profiles, store
+from radius_op25b import decision as d
+from radius_op25b.config import ClientConfig, Config
+from radius_op25b.errors import MalformedPacket, StoreUnavailable
+from radius_op25b.models import AcctSession
+from radius_op25b.proxy.clients import ClientTable
+from radius_op25b.radius import (
+    ACCT_SESSION_ID,
+    COA_ACK,
+    COA_NAK,
+    COA_REQUEST,
+    DISCONNECT_ACK,
+    DISCONNECT_NAK,
+    DISCONNECT_REQUEST,
+    ERROR_CAUSE,
+    EVENT_TIMESTAMP,
+    FRAMED_IP_ADDRESS,
+    NAS_IP_ADDRESS,
+    USER_NAME,
+    Attributes,
+    Packet,
+    decode_integer,
+    encode_integer,
+    get_first,
+    parse_packet,
+    sign_accounting_request,
+    verify_reply,
+)
+
+log = logging.getLogger("op25b.push")
+
+PUSHES = Counter("op25b_pushes", "CoA/Disconnect pushes to live sessions, by outcome", ["method", "result"])
+
+POLL_SECONDS = 0.5
+EXPIRY_SWEEP_SECONDS = 5.0
+TRIES = 3  # RFC 5176 requests are retransmitted unchanged; this many sends per attempt
+TRY_TIMEOUT = 2.0
+MAX_ATTEMPTS = 5  # attempts per job, with exponential backoff between them
+ZERO = bytes(16)
+
+
+@dataclass(frozen=True)
+class PushTask:
+    job_id: int
+    attempts: int
+    session: dict[str, Any]
+    subscriber: d.Subscriber | None
+    realm: d.Realm | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    result: str  # ack | nak | timeout | unchanged | no-nas
+    method: str | None
+    error_cause: int | None = None
+    detail: str | None = None
+    class_applied: str | None = None
+
+
+class _CoaProtocol(asyncio.DatagramProtocol):
+    def __init__(self, worker: PushWorker) -> None:
+        self.worker = worker
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.worker.reply_received(data, addr)
+
+
+class PushWorker:
+    def __init__(self, config: Config, engine: Engine, loop: asyncio.AbstractEventLoop, ctx: Any) -> None:
+        self.config, self.engine, self.loop = config, engine, loop
+        self.ctx_source = ctx  # callable -> profiles.FilterContext (the policy service's, kept fresh)
+        self.clients = ClientTable(config.clients)
+        self.transport: asyncio.DatagramTransport | None = None
+        self._waiting: dict[int, tuple[asyncio.Future[bytes], bytes, bytes]] = {}  # id -> (future, authenticator, secret)
+        self._next_id = int.from_bytes(os.urandom(1), "big")
+        self._last_sweep = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+        self.clients = ClientTable(config.clients)
+
+    async def start(self) -> None:
+        self.transport, _ = await self.loop.create_datagram_endpoint(lambda: _CoaProtocol(self), local_addr=("0.0.0.0", 0))
+        self._task = self.loop.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for task in list(self._in_flight):
+            task.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- claiming jobs (worker thread) -------------------------------------------------------
+
+    def _claim(self, sweep: bool) -> list[PushTask]:
+        now = datetime.now(UTC)
+        with db.transaction(self.engine) as session:
+            if sweep:
+                store.queue_expired(session, now)
+        with db.transaction(self.engine) as session:
+            jobs = store.claim_pushes(session, now)
+            tasks = []
+            for job in jobs:
+                row = session.get(AcctSession, job.session_id)
+                if row is None:
+                    continue
+                subscriber, realm = store.policy_inputs(session, row.username)
+                fields = {c: getattr(row, c) for c in ("id", "nas_name", "nas_address", "acct_session_id", "nas_ip_address", "username", "framed_ip", "class_applied", "stopped_at")}
+                tasks.append(PushTask(job.id, job.attempts, fields, subscriber, realm))
+        return tasks
+
+    async def _run(self) -> None:
+        while True:
+            sweep = time.monotonic() - self._last_sweep >= EXPIRY_SWEEP_SECONDS
+            try:
+                tasks = await self.loop.run_in_executor(None, self._claim, sweep)
+                if sweep:
+                    self._last_sweep = time.monotonic()
+            except StoreUnavailable:
+                tasks = []  # the policy service logs outages; jobs wait in the database
+            except Exception:
+                log.exception("could not claim push jobs")
+                tasks = []
+            for task in tasks:
+                running = self.loop.create_task(self._push(task))
+                self._in_flight.add(running)
+                running.add_done_callback(self._in_flight.discard)
+            await asyncio.sleep(POLL_SECONDS)
+
+    # --- one push -----------------------------------------------------------------------------
+
+    def _client_for(self, session: dict[str, Any]) -> ClientConfig | None:
+        return self.config.client(session["nas_name"]) or self.clients.lookup(session["nas_address"])
+
+    async def _push(self, task: PushTask) -> None:
+        try:
+            outcome = await self._attempt(task)
+        except Exception as exc:
+            log.exception("push job %d failed", task.job_id)
+            outcome = Outcome(False, "error", None, detail=str(exc))
+        retry = None
+        if not outcome.ok and outcome.result in ("timeout", "error") and task.attempts < MAX_ATTEMPTS:
+            retry = timedelta(seconds=2 ** task.attempts)
+        PUSHES.labels(outcome.method or "-", outcome.result).inc()
+        level = logging.INFO if outcome.ok else logging.WARNING
+        log.log(level, "push %s to %s session %s (%s): %s%s%s", outcome.method or "-", task.session["username"],
+                task.session["acct_session_id"], task.session["nas_name"], outcome.result,
+                f" Error-Cause {outcome.error_cause}" if outcome.error_cause else "",
+                f"; retry in {retry.total_seconds():.0f}s" if retry else "")
+        try:
+            await self.loop.run_in_executor(None, self._finish, task.job_id, outcome, retry)
+        except Exception:
+            log.exception("could not record the outcome of push job %d (it will be retried after its lease)", task.job_id)
+
+    def _finish(self, job_id: int, outcome: Outcome, retry: timedelta | None) -> None:
+        with db.transaction(self.engine) as session:
+            store.finish_push(
+                session, job_id, now=datetime.now(UTC), ok=outcome.ok, result=outcome.result, method=outcome.method,
+                error_cause=outcome.error_cause, detail=outcome.detail, retry_in=retry, class_applied=outcome.class_applied,
+            )
+
+    async def _attempt(self, task: PushTask) -> Outcome:
+        s = task.session
+        if s["stopped_at"] is not None:
+            return Outcome(True, "session-ended", None)
+        client = self._client_for(s)
+        if client is None:
+            return Outcome(False, "no-nas", None, detail=f"no client for NAS {s['nas_name']} ({s['nas_address']})")
+        framed = ipaddress.ip_address(s["framed_ip"]) if s["framed_ip"] else None
+        request = d.Request(s["username"], framed, client.name, client.enforce)
+        decision = d.decide(request, task.subscriber, task.realm, self.config.policy, datetime.now(UTC))
+        ctx: profiles.FilterContext = self.ctx_source()
+        change = profiles.live_change_for(client.profile, self.config.profiles)
+        coa = profiles.coa_attributes_for(client.profile, decision, ctx, self.config.profiles)
+        new_class = str(decision.filter_class)
+        if coa is None:
+            if new_class == s["class_applied"]:
+                return Outcome(True, "unchanged", None, detail="class unchanged; no Disconnect needed", class_applied=new_class)
+            return await self._disconnect(client, s, new_class)
+        code, cause = await self._send(COA_REQUEST, client, s, named.encode(coa))
+        if code == COA_ACK:
+            return Outcome(True, "ack", "coa", class_applied=new_class)
+        if code == COA_NAK and change.nak_fallback:
+            outcome = await self._disconnect(client, s, new_class)
+            return Outcome(outcome.ok, outcome.result, "coa-nak+disconnect", outcome.error_cause, f"CoA-NAK Error-Cause {cause}", outcome.class_applied)
+        if code == COA_NAK:
+            return Outcome(False, "nak", "coa", cause)
+        return Outcome(False, "timeout", "coa", detail=f"no answer from {self._destination(client, s)} after {TRIES} tries")
+
+    async def _disconnect(self, client: ClientConfig, s: dict[str, Any], new_class: str) -> Outcome:
+        code, cause = await self._send(DISCONNECT_REQUEST, client, s, ())
+        if code == DISCONNECT_ACK:
+            # The NAS re-authenticates the subscriber, who then gets the new decision.
+            return Outcome(True, "ack", "disconnect", class_applied=new_class)
+        if code == DISCONNECT_NAK:
+            return Outcome(False, "nak", "disconnect", cause)
+        return Outcome(False, "timeout", "disconnect", detail=f"no answer from {self._destination(client, s)} after {TRIES} tries")
+
+    def _destination(self, client: ClientConfig, s: dict[str, Any]) -> tuple[str, int]:
+        return (client.coa_address or s["nas_address"], client.coa_port)
+
+    async def _send(self, code: int, client: ClientConfig, s: dict[str, Any], extra: Attributes) -> tuple[int | None, int | None]:
+        """Send a CoA/Disconnect-Request; (reply code, Error-Cause) or (None, None) on silence."""
+        # RFC 5176 §3: the session is identified by User-Name, Acct-Session-Id, the NAS's address
+        # and Framed-IP-Address; Event-Timestamp (§6.3) lets the NAS refuse replays.
+        identity: list[tuple[int, bytes]] = [(USER_NAME, s["username"].encode()), (ACCT_SESSION_ID, s["acct_session_id"].encode())]
+        nas_ip = s["nas_ip_address"] or s["nas_address"]
+        if ipaddress.ip_address(nas_ip).version == 4:
+            identity.append((NAS_IP_ADDRESS, ipaddress.IPv4Address(nas_ip).packed))
+        if s["framed_ip"]:
+            identity.append((FRAMED_IP_ADDRESS, ipaddress.IPv4Address(s["framed_ip"]).packed))
+        identity.append((EVENT_TIMESTAMP, encode_integer(int(time.time()))))
+        secret = (client.coa_secret or client.secret).reveal()
+        identifier = self._allocate_id()
+        wire = sign_accounting_request(Packet(code, identifier, ZERO, (*identity, *extra)), secret, add_message_authenticator=True)
+        future: asyncio.Future[bytes] = self.loop.create_future()
+        self._waiting[identifier] = (future, wire[4:20], secret)
+        destination = self._destination(client, s)
+        try:
+            assert self.transport is not None
+            for _ in range(TRIES):
+                self.transport.sendto(wire, destination)  # the same bytes: a retransmission
+                try:
+                    reply = await asyncio.wait_for(asyncio.shield(future), TRY_TIMEOUT)
+                except TimeoutError:
+                    continue
+                packet = parse_packet(reply)
+                raw_cause = get_first(packet.attributes, ERROR_CAUSE)
+                return packet.code, decode_integer(raw_cause) if raw_cause is not None and len(raw_cause) == 4 else None
+            return None, None
+        finally:
+            self._waiting.pop(identifier, None)
+
+    def _allocate_id(self) -> int:
+        for _ in range(256):
+            self._next_id = (self._next_id + 1) & 0xFF
+            if self._next_id not in self._waiting:
+                return self._next_id
+        raise RuntimeError("256 CoA requests in flight")
+
+    def reply_received(self, data: bytes, addr: Any) -> None:
+        if len(data) < 20:
+            return
+        waiting = self._waiting.get(data[1])
+        if waiting is None:
+            return
+        future, authenticator, secret = waiting
+        try:
+            valid = verify_reply(data, authenticator, secret)
+        except MalformedPacket:
+            valid = False
+        if not valid:
+            log.warning("dropped a CoA/Disconnect reply from %s:%s with a wrong authenticator", addr[0], addr[1])
+            return
+        if data[0] not in (COA_ACK, COA_NAK, DISCONNECT_ACK, DISCONNECT_NAK):
+            return
+        if not future.done():
+            future.set_result(data)
