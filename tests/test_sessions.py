@@ -343,3 +343,79 @@ def test_no_accounting_lost_across_database_outage_and_sigkill(tmp_path: Path, u
             assert wait_until(lambda: acked <= recorded(), 60, 0.5), len(acked - recorded())
     finally:
         pg.destroy()
+
+
+# --- what queues a push, and claiming (store level, both backends) ----------------------------------
+
+
+def _jobs(engine) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from radius_op25b.models import CoaJob
+
+    with db.transaction(engine) as session:
+        return [(j.username_key, j.cause) for j in session.scalars(select(CoaJob).order_by(CoaJob.id))]
+
+
+def test_every_policy_change_queues_pushes_for_open_sessions(database_url: str) -> None:
+    engine = db.make_engine(database_url)
+    now = datetime.now(UTC)
+    with db.transaction(engine) as session:
+        store.apply_accounting(session, [
+            rec("start", 0, "a", username="alice@isp.example"),
+            rec("start", 0, "d", username="dave@isp-b.example", class_applied="mobile"),
+            rec("start", 0, "x", username="gone@isp.example"),
+            rec("stop", 1, "x", username="gone@isp.example"),
+        ])
+    with db.transaction(engine) as session:
+        store.add_subscriber(session, "alice@isp.example", actor="t", now=now)
+        store.exempt(session, "alice@isp.example", reason="r", until=now + timedelta(seconds=1), actor="t", now=now)
+        store.set_class(session, "alice@isp.example", "mobile", actor="t", now=now)
+        store.add_subscriber(session, "gone@isp.example", actor="t", now=now)  # no open session: nothing
+        store.add_realm(session, "isp-b.example", default_class="none", actor="t", now=now)
+        store.permit_msa(session, "isp-b.example", "198.51.100.0/24", until=now + timedelta(days=1), actor="t", now=now)
+        store.add_mobile_mta_block(session, "198.18.25.0/24", carrier="m", actor="t", now=now)
+    assert _jobs(engine) == [
+        ("alice@isp.example", "subscriber.add"),
+        ("alice@isp.example", "subscriber.exempt"),
+        ("alice@isp.example", "subscriber.set-class"),
+        ("dave@isp-b.example", "realm.add"),
+        ("dave@isp-b.example", "realm.permit-msa"),
+        ("dave@isp-b.example", "mobile-mta.add"),
+    ]
+    later = now + timedelta(days=2)
+    with db.transaction(engine) as session:
+        assert store.queue_expired(session, later) == 2  # the exemption and the permit, once each
+        assert store.queue_expired(session, later) == 0
+    assert _jobs(engine)[-2:] == [("alice@isp.example", "exemption.expired"), ("dave@isp-b.example", "msa-permit.expired")]
+    with db.transaction(engine) as session:
+        first = store.claim_pushes(session, later)
+    with db.transaction(engine) as session:
+        second = store.claim_pushes(session, later)
+    assert len(first) == 8 and second == []  # claimed jobs are not handed out twice
+    with db.transaction(engine) as session:
+        assert len(store.claim_pushes(session, later + timedelta(minutes=2))) == 8  # an expired lease is taken again
+    engine.dispose()
+
+
+def test_sessions_purge_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from radius_op25b.cli import main
+
+    url = f"sqlite:///{tmp_path / 'op25b.db'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    old = datetime.now(UTC) - timedelta(days=200)
+    with db.transaction(engine) as session:
+        store.apply_accounting(session, [
+            AccountingRecord("start", old.timestamp(), "n", "192.0.2.1", "old", "u@x"),
+            AccountingRecord("stop", old.timestamp() + 60, "n", "192.0.2.1", "old", "u@x"),
+            AccountingRecord("start", old.timestamp(), "n", "192.0.2.1", "open", "u@x"),
+        ])
+    config = tmp_path / "op25b.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n')
+    out: list[str] = []
+    assert main(["-c", str(config), "sessions", "purge", "--older-than", "180d", "--json"], out=out.append) == 0
+    assert json.loads(out[0])["deleted"] == 1  # the open one stays, however old
+    assert main(["-c", str(config), "sessions", "who-had", "not-an-ip"]) == 1
+    assert "is not an IP address" in capsys.readouterr().err
+    engine.dispose()
