@@ -20,7 +20,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, select as sql_select
@@ -79,24 +78,25 @@ class PolicyCache:
         self._entries.clear()
 
 
-@lru_cache(maxsize=4096)
-def _profile_attributes(
-    profile: str,
-    filter_class: d.FilterClass,
-    permits: tuple[d.IPNetwork, ...],
-    partner_filter: str | None,
-    realm: str | None,
-    ctx: profiles.FilterContext,
-    custom: tuple[tuple[str, profiles.CustomProfile], ...],
-) -> Attributes:
-    """Encoded profile attributes; they depend on these values only, so they are memoized."""
-    decision = d.Decision(filter_class, "", "", realm, permits, partner_filter)
-    return named.encode(profiles.attributes_for(profile, decision, ctx, dict(custom)))
+class Splice:
+    """What an Accept of one profile and one decision gets: our attributes and the rules for
+    removing the upstream's. They depend on few values, so they are built once and reused."""
 
+    def __init__(self, config: Config, ctx: profiles.FilterContext) -> None:
+        self.config, self.ctx = config, ctx
+        self._memo: dict[tuple[Any, ...], tuple[Attributes, named.OwnedRules]] = {}
 
-@lru_cache(maxsize=256)
-def _owned(profile: str, custom: tuple[tuple[str, profiles.CustomProfile], ...]) -> named.OwnedRules:
-    return named.owned_rules(profiles.managed_attributes(profile, dict(custom)))
+    def parts(self, profile: str, decision: d.Decision) -> tuple[Attributes, named.OwnedRules]:
+        realm = decision.realm if decision.msa_permits else None  # only partner names use it
+        key = (profile, decision.filter_class, decision.msa_permits, decision.partner_filter, realm)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) > 4096:
+                self._memo.clear()
+            ours = named.encode(profiles.attributes_for(profile, decision, self.ctx, self.config.profiles))
+            owned = named.owned_rules(profiles.managed_attributes(profile, self.config.profiles))
+            found = self._memo[key] = (ours, owned)
+        return found
 
 
 def framed_ip(attributes: Attributes) -> d.IPAddress | None:
@@ -104,25 +104,21 @@ def framed_ip(attributes: Attributes) -> d.IPAddress | None:
     return ipaddress.IPv4Address(raw) if raw is not None and len(raw) == 4 else None
 
 
-def apply_decision(
-    decision: d.Decision, client: ClientConfig, attributes: Attributes, config: Config, ctx: profiles.FilterContext
-) -> Attributes:
+def apply_decision(decision: d.Decision, client: ClientConfig, attributes: Attributes, splice: Splice) -> Attributes:
     """The Accept's attributes with the profile's filter spliced in and our Class tag added.
 
     `replace` (default): the profile's attributes from the upstream are removed and ours added.
     `keep-upstream`: if the upstream set any of them, its filter stands and we add none.
     The upstream's own Class attributes are never touched; ours is one more Class.
     """
-    custom = tuple(sorted(config.profiles.items()))
-    ours = _profile_attributes(
-        client.profile, decision.filter_class, decision.msa_permits, decision.partner_filter,
-        decision.realm if decision.msa_permits else None, ctx, custom,
-    )
-    stripped, upstream_had_filter = named.strip_owned(attributes, _owned(client.profile, custom))
+    ours, owned = splice.parts(client.profile, decision)
+    stripped, upstream_had_filter = named.strip_owned(attributes, owned)
     if client.managed_attributes == "keep-upstream" and upstream_had_filter:
         stripped, ours = tuple(attributes), ()
-    tag = ((CLASS, f"op25b:{decision.filter_class}".encode()),)
-    return stripped + ours + tag
+    return stripped + ours + _CLASS_TAGS[decision.filter_class]
+
+
+_CLASS_TAGS = {cls: ((CLASS, f"op25b:{cls}".encode()),) for cls in d.FilterClass}
 
 
 class PolicyService:
@@ -134,6 +130,8 @@ class PolicyService:
         self.loop = loop
         self.cache = PolicyCache(cache_entries)
         self.ctx = profiles.FilterContext(config.filters, ())
+        self._decisions: dict[tuple[str, str], Any] = {}
+        self._hit, self._miss = metrics.CACHE.labels("hit"), metrics.CACHE.labels("miss")
         self._executor = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="op25b-lookup")
         self._waiting: dict[str, list[asyncio.Future[PolicyInputs | None]]] = {}
         self._queue: list[str] = []
@@ -159,6 +157,15 @@ class PolicyService:
         self._stop.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def ctx(self) -> profiles.FilterContext:
+        return self._ctx
+
+    @ctx.setter
+    def ctx(self, value: profiles.FilterContext) -> None:
+        self._ctx = value
+        self.splice = Splice(self.config, value)  # names or blocks changed: rebuild the memo
+
     def reconfigure(self, config: Config) -> None:
         self.config = config
         self.ctx = profiles.FilterContext(config.filters, self.ctx.mobile_mta_blocks)
@@ -175,9 +182,9 @@ class PolicyService:
         key = store.username_key(username)
         inputs = self.cache.get(key)
         if inputs is not None:
-            metrics.CACHE.labels("hit").inc()
+            self._hit.inc()
             return self._rewrite(job, attributes, inputs)
-        metrics.CACHE.labels("miss").inc()
+        self._miss.inc()
         if time.monotonic() < self._down_until:
             return self._rewrite(job, attributes, None)
         result: asyncio.Future[Attributes] = self.loop.create_future()
@@ -198,8 +205,11 @@ class PolicyService:
             decision = d.decide_without_database(request, self.config.policy)
         else:
             decision = d.decide(request, inputs.subscriber, inputs.realm, self.config.policy, self.now())
-        metrics.DECISIONS.labels(str(decision.filter_class), decision.reason_kind).inc()
-        return apply_decision(decision, client, attributes, self.config, self.ctx)
+        counter = self._decisions.get((decision.filter_class, decision.reason_kind))
+        if counter is None:
+            counter = self._decisions[(decision.filter_class, decision.reason_kind)] = metrics.DECISIONS.labels(str(decision.filter_class), decision.reason_kind)
+        counter.inc()
+        return apply_decision(decision, client, attributes, self.splice)
 
     # --- batched lookups off the event loop -----------------------------------------------------
 

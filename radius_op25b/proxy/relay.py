@@ -269,9 +269,8 @@ class Relay:
         pending.timer = self.loop.call_later(upstream.config.response_window, self._timeout, (index, identifier))
         self.pending[(index, identifier)] = pending
         upstream.outstanding += 1
-        metrics.IN_FLIGHT.set(len(self.pending))
         self.upstream_transports[index].sendto(wire, (upstream.config.address, port))
-        metrics.UPSTREAM_REQUESTS.labels(upstream.name, job.listener).inc()
+        upstream.sent_counter(job.listener).inc()
         return None
 
     def _timeout(self, slot: tuple[int, int]) -> None:
@@ -343,9 +342,8 @@ class Relay:
             pending.timer.cancel()
         self._release(*slot)
         upstream.outstanding -= 1
-        metrics.IN_FLIGHT.set(len(self.pending))
         now = time.monotonic()
-        metrics.UPSTREAM_RTT.labels(upstream.name).observe(now - pending.sent)
+        upstream.rtt.observe(now - pending.sent)
         if upstream.on_reply(now):
             self._health_changed(upstream, "answered" if job is not None else "answered Status-Server")
         if job is None:
@@ -418,6 +416,7 @@ class Relay:
             if upstream.probe_due(now):
                 self._probe(upstream)
         self.dedup.purge(now)
+        metrics.IN_FLIGHT.set(len(self.pending))
 
     def _probe(self, upstream: Upstream) -> None:
         slot = self._allocate()

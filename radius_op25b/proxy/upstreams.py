@@ -9,7 +9,9 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
+from radius_op25b import metrics
 from radius_op25b.config import Config, PoolConfig, UpstreamConfig
 from radius_op25b.decision import realm_of
 
@@ -30,10 +32,25 @@ class Upstream:
     zombie_since: float = 0.0
     next_probe: float = 0.0
     changes: list[tuple[float, Health]] = field(default_factory=list)
+    _counters: dict[str, Any] = field(default_factory=dict)
+    _rtt: Any = None
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    # Metric children resolved once: label lookups cost more than the increments themselves.
+    def sent_counter(self, kind: str) -> Any:
+        child = self._counters.get(kind)
+        if child is None:
+            child = self._counters[kind] = metrics.UPSTREAM_REQUESTS.labels(self.name, kind)
+        return child
+
+    @property
+    def rtt(self) -> Any:
+        if self._rtt is None:
+            self._rtt = metrics.UPSTREAM_RTT.labels(self.name)
+        return self._rtt
 
     def _become(self, health: Health, now: float) -> bool:
         if health is self.health:
