@@ -79,6 +79,19 @@ def transaction(engine: Engine) -> Iterator[Session]:
         raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
 
 
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Session]:
+    """Read-only lookups in autocommit mode: no BEGIN/COMMIT round trips around them."""
+    reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with Session(reader) as session:
+            yield session
+    except (OperationalError, DBAPIError) as exc:
+        if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):
+            raise
+        raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", exc)) or type(exc).__name__
     return text.strip().splitlines()[0]

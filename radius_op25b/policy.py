@@ -131,6 +131,7 @@ class PolicyService:
         self.cache = PolicyCache(cache_entries)
         self.ctx = profiles.FilterContext(config.filters, ())
         self._decisions: dict[tuple[str, str], Any] = {}
+        self.realms: dict[str, d.Realm] = {}
         self._hit, self._miss = metrics.CACHE.labels("hit"), metrics.CACHE.labels("miss")
         self._executor = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="op25b-lookup")
         self._waiting: dict[str, list[asyncio.Future[PolicyInputs | None]]] = {}
@@ -171,8 +172,10 @@ class PolicyService:
         self.ctx = profiles.FilterContext(config.filters, self.ctx.mobile_mta_blocks)
 
     def _load_mta_blocks(self) -> None:
-        with db.transaction(self.engine) as session:
+        """The small, shared inputs: mobile MTA blocks and every realm with its permits."""
+        with db.reading(self.engine) as session:
             blocks = store.mobile_mta_networks(session)
+            self.realms = store.realm_views(session)
         self.ctx = profiles.FilterContext(self.config.filters, blocks)
 
     # --- the relay's hook ----------------------------------------------------------------------
@@ -233,8 +236,15 @@ class PolicyService:
             lookup.add_done_callback(lambda f, keys=keys: self._resolve(keys, f))
 
     def _fetch(self, keys: list[str]) -> dict[str, tuple[d.Subscriber | None, d.Realm | None]]:
-        with db.transaction(self.engine) as session:
-            return store.policy_inputs_many(session, keys)
+        with db.reading(self.engine) as session:
+            subscribers = store.subscriber_views_many(session, keys, self.now())
+        realms = self.realms
+        found: dict[str, tuple[d.Subscriber | None, d.Realm | None]] = {}
+        for key in keys:
+            subscriber = subscribers.get(key)
+            realm_name = (subscriber.realm if subscriber is not None else None) or d.realm_of(key)
+            found[key] = (subscriber, realms.get(realm_name) if realm_name else None)
+        return found
 
     def _resolve(self, keys: list[str], lookup: asyncio.Future[Any]) -> None:
         self._batches_in_flight -= 1
@@ -277,7 +287,7 @@ class PolicyService:
     def invalidate(self, action: str, target: str) -> None:
         if action.startswith(GLOBAL_ACTIONS) or action == "*":
             self.cache.clear()
-            if action.startswith("mobile-mta."):
+            if action.startswith(("mobile-mta.", "realm.")) or action == "*":
                 self.loop.run_in_executor(self._executor, self._reload_mta_blocks)
         else:
             self.cache.invalidate(target)
@@ -286,7 +296,9 @@ class PolicyService:
         try:
             self._load_mta_blocks()
         except StoreUnavailable as exc:
-            log.error("cannot reload mobile MTA blocks: %s", exc)
+            log.error("cannot reload realms and mobile MTA blocks: %s", exc)
+            return
+        self.loop.call_soon_threadsafe(self.cache.clear)  # entries made with the old realms
 
     def _from_thread(self, action: str, target: str) -> None:
         self.loop.call_soon_threadsafe(self.invalidate, action, target)

@@ -51,7 +51,7 @@ log = logging.getLogger("op25b.push")
 
 PUSHES = Counter("op25b_pushes", "CoA/Disconnect pushes to live sessions, by outcome", ["method", "result"])
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.25
 EXPIRY_SWEEP_SECONDS = 5.0
 TRIES = 3  # RFC 5176 requests are retransmitted unchanged; this many sends per attempt
 TRY_TIMEOUT = 2.0

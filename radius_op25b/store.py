@@ -530,22 +530,42 @@ def all_active_exemptions(subs: Iterable[Subscriber], now: datetime) -> list[Exe
     return [ex for s in subs for ex in s.exemptions if _exemption_view(ex).active_at(now)]
 
 
-def policy_inputs_many(session: Session, keys: Sequence[str]) -> dict[str, tuple[d.Subscriber | None, d.Realm | None]]:
-    """policy_inputs for many username keys in two queries (the proxy's batched lookup)."""
-    subs = session.scalars(
-        select(Subscriber).where(Subscriber.username_key.in_(keys)).options(selectinload(Subscriber.exemptions))
+def subscriber_views_many(session: Session, keys: Sequence[str], now: datetime) -> dict[str, d.Subscriber]:
+    """Decision views of many subscribers in two plain queries (the proxy's batched lookup):
+    no ORM objects, and only exemptions that can still matter (not revoked, not expired)."""
+    rows = session.execute(
+        select(
+            Subscriber.id, Subscriber.username, Subscriber.username_key, Subscriber.realm,
+            Subscriber.ip_type, Subscriber.static_addresses, Subscriber.class_override,
+        ).where(Subscriber.username_key.in_(keys))
     ).all()
-    by_key = {s.username_key: s for s in subs}
-    realm_names = {k: (by_key[k].realm if k in by_key else None) or d.realm_of(k) for k in keys}
-    wanted = {name for name in realm_names.values() if name}
-    realms = {}
-    if wanted:
-        query = select(Realm).where(Realm.name.in_(wanted)).options(selectinload(Realm.msa_permits))
-        realms = {r.name: realm_view(r) for r in session.scalars(query).all()}
+    exemptions: dict[int, list[d.Exemption]] = {}
+    if rows:
+        live = session.execute(
+            select(Exemption.subscriber_id, Exemption.reason, Exemption.actor, Exemption.created_at, Exemption.expires_at).where(
+                Exemption.subscriber_id.in_([r.id for r in rows]),
+                Exemption.revoked_at.is_(None),
+                Exemption.expires_at.is_(None) | (Exemption.expires_at > now),
+            )
+        ).all()
+        for e in live:
+            exemptions.setdefault(e.subscriber_id, []).append(d.Exemption(e.reason, e.actor, e.created_at, e.expires_at))
     return {
-        k: (subscriber_view(by_key[k]) if k in by_key else None, realms.get(realm_names[k] or ""))
-        for k in keys
+        r.username_key: d.Subscriber(
+            username=r.username,
+            realm=r.realm,
+            ip_type=r.ip_type,
+            static_addresses=tuple(r.static_addresses or ()),
+            class_override=d.FilterClass(r.class_override) if r.class_override else None,
+            exemptions=tuple(exemptions.get(r.id, ())),
+        )
+        for r in rows
     }
+
+
+def realm_views(session: Session) -> dict[str, d.Realm]:
+    """Every realm with its permits: few enough for the proxy to hold them all in memory."""
+    return {r.name: realm_view(r) for r in list_realms(session)}
 
 
 # --- sessions from accounting -------------------------------------------------------------------

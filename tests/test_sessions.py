@@ -165,8 +165,8 @@ def test_exempt_pushes_a_coa_and_unexempt_brings_the_filter_back(tmp_path: Path,
             p.op25b("subscriber", "add", "alice@isp.example")
             assert acct(p, "Start", "C-1", extra='Class = "op25b:full"\n') == "Accounting-Response"
             assert wait_until(lambda: cli_json(p, "sessions", "active")["sessions"], 5)
-            changed = time.monotonic()
             assert p.op25b("subscriber", "exempt", "alice@isp.example", "--reason", "own MTA", "--for", "7d").returncode == 0
+            changed = time.monotonic()  # the change is committed when the command returns
             [(at, coa, ok)] = nas.wait_for(1, 5)
             assert at - changed < 2.0 and coa.code == COA_REQUEST and ok  # authenticator verified with the NAS secret
             assert coa.attributes[0][0] == MESSAGE_AUTHENTICATOR
