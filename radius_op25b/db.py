@@ -79,12 +79,18 @@ def transaction(engine: Engine) -> Iterator[Session]:
         raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
 
 
+_readers: dict[int, tuple[Engine, Engine]] = {}
+
+
 @contextlib.contextmanager
 def reading(engine: Engine) -> Iterator[Session]:
     """Read-only lookups in autocommit mode: no BEGIN/COMMIT round trips around them."""
-    reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+    pair = _readers.get(id(engine))
+    if pair is None or pair[0] is not engine:
+        # Made once per engine: execution_options() builds a new engine proxy each call.
+        pair = _readers[id(engine)] = (engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
     try:
-        with Session(reader) as session:
+        with Session(pair[1]) as session:
             yield session
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):

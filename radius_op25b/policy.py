@@ -39,6 +39,7 @@ NOTIFY_CHANNEL = store.NOTIFY_CHANNEL
 BATCH = 500  # usernames per lookup query
 LOOKUP_THREADS = 2  # database lookups in flight at once (bounded concurrency)
 RETRY_AFTER = 2.0  # seconds the database is left alone after a failure
+GATHER_SECONDS = 0.010  # first-seen subscribers wait this long to share one lookup
 # Changes that can touch any subscriber's decision: the whole cache goes.
 GLOBAL_ACTIONS = ("realm.", "mobile-mta.", "subscriber.import")
 
@@ -131,12 +132,14 @@ class PolicyService:
         self.cache = PolicyCache(cache_entries)
         self.ctx = profiles.FilterContext(config.filters, ())
         self._decisions: dict[tuple[str, str], Any] = {}
+        self.batches = self.looked_up = 0
         self.realms: dict[str, d.Realm] = {}
         self._hit, self._miss = metrics.CACHE.labels("hit"), metrics.CACHE.labels("miss")
         self._executor = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="op25b-lookup")
         self._waiting: dict[str, list[asyncio.Future[PolicyInputs | None]]] = {}
         self._queue: list[str] = []
         self._batches_in_flight = 0
+        self._gather: asyncio.TimerHandle | None = None
         self._down_until = 0.0
         self._down_since: float | None = None
         self._stop = threading.Event()
@@ -155,6 +158,8 @@ class PolicyService:
         self._watcher.start()
 
     def close(self) -> None:
+        if self.batches:
+            log.info("looked up %d subscriber(s) in %d batch(es)", self.looked_up, self.batches)
         self._stop.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -224,14 +229,23 @@ class PolicyService:
             return future
         self._waiting[key] = [future]
         self._queue.append(key)
-        if len(self._queue) == 1:
-            self.loop.call_soon(self._flush)
+        # Gather for a moment: one query for many first-seen subscribers costs about what one
+        # query for a single subscriber costs (a login storm is exactly when this matters).
+        if len(self._queue) >= BATCH:
+            self._flush()
+        elif self._gather is None:
+            self._gather = self.loop.call_later(GATHER_SECONDS, self._flush)
         return future
 
     def _flush(self) -> None:
+        if self._gather is not None:
+            self._gather.cancel()
+            self._gather = None
         while self._queue and self._batches_in_flight < LOOKUP_THREADS:
             keys, self._queue = self._queue[:BATCH], self._queue[BATCH:]
             self._batches_in_flight += 1
+            self.batches += 1
+            self.looked_up += len(keys)
             lookup = self.loop.run_in_executor(self._executor, self._fetch, keys)
             lookup.add_done_callback(lambda f, keys=keys: self._resolve(keys, f))
 
@@ -267,8 +281,8 @@ class PolicyService:
             for waiter in self._waiting.pop(key, []):
                 if not waiter.done():
                     waiter.set_result(inputs)
-        if self._queue:
-            self._flush()
+        if self._queue and self._gather is None:
+            self._gather = self.loop.call_later(GATHER_SECONDS, self._flush)
 
     def _database_failed(self, exc: Exception) -> None:
         metrics.DATABASE_ERRORS.inc()

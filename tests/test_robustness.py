@@ -56,6 +56,13 @@ def flood(target: tuple[str, int], datagrams: list[bytes], source: str) -> None:
                 time.sleep(0.002)  # keep within the socket buffer: we test the parser, not the kernel
 
 
+def kernel_udp_drops() -> int:
+    """Datagrams the kernel dropped for full receive buffers (machine-wide)."""
+    lines = [line.split() for line in open("/proc/net/snmp") if line.startswith("Udp:")]
+    header, values = lines[0], lines[1]
+    return int(values[header.index("RcvbufErrors")])
+
+
 def test_malformed_flood(tmp_path: Path, freeradius_factory) -> None:  # type: ignore[no-untyped-def]
     up = freeradius_factory("robust", secret="r1")
     body = client_block("nas", "127.0.0.1", SECRET.decode(), require_message_authenticator=False) + upstream_block("up", up)
@@ -68,6 +75,7 @@ def test_malformed_flood(tmp_path: Path, freeradius_factory) -> None:  # type: i
         flood((host, int(port)), garbage(rng, 5_000), "127.0.0.1")  # warm-up: allocate what a flood allocates
         time.sleep(0.5)
         rss_before = p.rss_kib()
+        kernel_before = kernel_udp_drops()
         for source in ("127.0.0.1", "127.0.0.2"):
             batch = garbage(rng, 50_000)
             flood((host, int(port)), batch[:40_000], source)
@@ -80,8 +88,11 @@ def test_malformed_flood(tmp_path: Path, freeradius_factory) -> None:  # type: i
             assert parse_reply(radclient(ok, p.auth_addr, SECRET.decode()).stdout).code == "Access-Accept"
         m = p.metrics()
         by_cause = {k.split('"')[1]: v for k, v in m.items() if k.startswith("op25b_drops_total{")}
-        assert by_cause["unknown_client"] >= 45_000
+        kernel_dropped = kernel_udp_drops() - kernel_before
+        # Every datagram is accounted for: counted by us with its cause, or dropped by a busy
+        # machine's kernel before we could read it (never silently lost in between).
+        assert sum(by_cause.values()) + kernel_dropped >= 105_000, (by_cause, kernel_dropped)
+        assert by_cause["unknown_client"] >= 40_000
         assert by_cause["malformed"] >= 20_000 and by_cause["bad_authenticator"] >= 5_000
-        assert sum(by_cause.values()) >= 90_000  # a little may be lost in the kernel, none by us
         assert by_cause.get("internal_error", 0) == 0
         print(f"\nRSS {rss_before} -> {rss_after} KiB; drops {by_cause}")

@@ -183,4 +183,9 @@ class ProxyServer:
 
 
 def serve(config: Config, engine: Engine | None = None, reuse_port: bool = False) -> None:
-    asyncio.run(ProxyServer(config, engine, reuse_port).run())
+    try:
+        import uvloop  # libuv's event loop: a datagram costs far less than in asyncio's own
+
+        uvloop.run(ProxyServer(config, engine, reuse_port).run())
+    except ImportError:
+        asyncio.run(ProxyServer(config, engine, reuse_port).run())
