@@ -418,8 +418,10 @@ def cmd_serve(ctx: Context) -> int:
         raise InvalidInput(f"{config.path}: no [[clients]]: nothing could send us requests")
     if not config.upstreams:
         raise InvalidInput(f"{config.path}: no [[upstreams]]: nowhere to relay requests")
+    if ctx.args.workers < 1:
+        raise UsageError("--workers must be at least 1")
     engine = ctx.engine()  # refuses an out-of-date schema, naming the command that fixes it
-    serve(config, engine)
+    serve(config, engine, ctx.args.workers)
     return 0
 
 
@@ -458,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("serve", help="run the proxy (SIGHUP reloads the config, SIGTERM drains)")
     q.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    q.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="processes sharing the ports (SO_REUSEPORT); worker K serves metrics on the metrics port + K",
+    )
     q.set_defaults(func=cmd_serve, json=False)
 
     q = sub.add_parser("db", help="database migrations")

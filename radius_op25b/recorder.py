@@ -26,8 +26,9 @@ SPOOL_FAILURES = Counter("op25b_accounting_spool_failures", "Accounting records 
 
 
 class Recorder:
-    def __init__(self, engine: Engine, spool: Spool, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, engine: Engine, spool: Spool, loop: asyncio.AbstractEventLoop, orphans: list[Spool] | None = None) -> None:
         self.engine, self.spool, self.loop = engine, spool, loop
+        self.orphans = orphans or []  # spools of workers that are gone: drained, never written
         self._queue: list[tuple[AccountingRecord, asyncio.Future[None]]] = []
         self._wake = threading.Condition()
         self._stop = threading.Event()
@@ -87,11 +88,14 @@ class Recorder:
         backoff = 0.0
         down_since: float | None = None
         while not self._stop.wait(backoff):
-            segment = self.spool.take_segment()
+            source, segment = self.spool, self.spool.take_segment()
+            for orphan in self.orphans:
+                if segment is None:
+                    source, segment = orphan, orphan.take_segment()
             if segment is None:
                 backoff = 0.2
                 continue
-            records = self.spool.read(segment)
+            records = source.read(segment)
             try:
                 with db.transaction(self.engine) as session:
                     store.apply_accounting(session, records)
@@ -108,7 +112,7 @@ class Recorder:
             if down_since is not None:
                 log.warning("database available again; draining %d spooled record(s)", self.spool.pending)
                 down_since = None
-            self.spool.done(segment, len(records))
+            source.done(segment, len(records))
             RECORDED.inc(len(records))
             SPOOL_DEPTH.set(self.spool.pending)
             backoff = 0.0

@@ -29,7 +29,8 @@ def free_tcp_port() -> int:
 
 
 class ProxyProcess:
-    def __init__(self, tmp_dir: Path, body: str, *, database_url: str | None = None) -> None:
+    def __init__(self, tmp_dir: Path, body: str, *, database_url: str | None = None, serve_args: tuple[str, ...] = ()) -> None:
+        self.serve_args = serve_args
         self.dir = Path(tmp_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.auth_port, self.acct_port = free_udp_port(), free_udp_port()
@@ -65,7 +66,7 @@ class ProxyProcess:
     def start(self, timeout: float = 15.0) -> ProxyProcess:
         done = self.op25b("db", "upgrade")
         assert done.returncode == 0, done.stderr
-        args = [sys.executable, "-m", "radius_op25b", "-c", str(self.config_path), "serve", "--log-level", "info"]
+        args = [sys.executable, "-m", "radius_op25b", "-c", str(self.config_path), "serve", "--log-level", "info", *self.serve_args]
         if SETPRIV:
             args = [SETPRIV, "--pdeathsig", "KILL", "--", *args]
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -119,7 +120,10 @@ class ProxyProcess:
 
     def metrics(self) -> dict[str, float]:
         """Sample name with labels -> value, e.g. 'op25b_drops_total{cause="malformed"}'."""
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        return self.metrics_of(0)
+
+    def metrics_of(self, worker: int) -> dict[str, float]:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port + worker}/metrics", timeout=5).read().decode()
         out: dict[str, float] = {}
         for line in text.splitlines():
             if line and not line.startswith("#"):

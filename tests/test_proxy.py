@@ -326,3 +326,21 @@ def test_status_server_is_answered_locally(proxy: ProxyProcess, upstream_a) -> N
     out = radclient("Message-Authenticator = 0x00\n", proxy.acct_addr, NAS_SECRET, "status")
     assert parse_reply(out.stdout).code == "Accounting-Response"
     assert upstream_a.log_text().count("Status-Server") == before
+
+
+def test_workers_share_the_ports(tmp_path: Path, upstream_a) -> None:  # type: ignore[no-untyped-def]
+    body = client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False) + upstream_block("a", upstream_a)
+    p = ProxyProcess(tmp_path, body, serve_args=("--workers", "2"))
+    with p:
+        p.wait_for_log("worker 1: serving auth on")
+        p.wait_for_log("worker 0: serving auth on")
+        host, port = p.auth_addr.split(":")
+        for _ in range(40):  # each from a new source port: the kernel spreads them over both
+            reply = pap_request(host, int(port), NAS_SECRET, "alice@isp.example", "alicepw")
+            assert reply is not None and reply.code == 2
+        answered = [p.metrics_of(worker).get('op25b_replies_total{client="nas",type="auth"}', 0) for worker in (0, 1)]
+        assert sum(answered) == 40 and min(answered) > 0, answered
+        mark = len(p.log_text())
+        p.signal(signal.SIGHUP)
+        p.wait_for_log("reloaded", after=mark)
+    assert "worker" in p.log_text() and p.log_text().count("stopped") == 2

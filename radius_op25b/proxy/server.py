@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -78,8 +80,9 @@ def udp_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
 class ProxyServer:
     """One process's proxy: sockets, signals and the relay."""
 
-    def __init__(self, config: Config, engine: Engine | None = None, reuse_port: bool = False) -> None:
+    def __init__(self, config: Config, engine: Engine | None = None, reuse_port: bool = False, worker: int = 0, workers: int = 1) -> None:
         self.config = config
+        self.worker, self.workers = worker, workers
         self.engine = engine
         self.policy: PolicyService | None = None
         self.recorder: Recorder | None = None
@@ -101,7 +104,11 @@ class ProxyServer:
             self.on_reload.append(self.policy.reconfigure)
         self.relay = relay = Relay(self.config, loop, hook)
         if self.engine is not None and self.policy is not None:
-            self.recorder = Recorder(self.engine, Spool(self.config.spool_dir, self.config.spool_max_bytes), loop)
+            spool_dir = Path(self.config.spool_dir)
+            own = spool_dir if self.worker == 0 else spool_dir / f"worker-{self.worker}"
+            # Worker 0 also drains spools of workers that no longer exist (fewer --workers now).
+            orphans = [d for d in spool_dir.glob("worker-*") if self.worker == 0 and _worker_number(d) >= self.workers]
+            self.recorder = Recorder(self.engine, Spool(own, self.config.spool_max_bytes), loop, [Spool(d) for d in orphans])
             self.recorder.start()
             relay.accounting_hook = self.recorder.record
             policy = self.policy
@@ -124,10 +131,11 @@ class ProxyServer:
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
         if self.config.metrics_listen is not None:
-            metrics.start_http(self.config.metrics_listen)
+            host, port = self.config.metrics_listen
+            metrics.start_http((host, port + self.worker))  # worker N: the configured port + N
         auth, acct = self.config.auth_listen, self.config.acct_listen
         log.info(
-            "serving auth on %s:%d, accounting on %s:%d; %d client(s), %d upstream(s)",
+            ("worker %d: " % self.worker if self.workers > 1 else "") + "serving auth on %s:%d, accounting on %s:%d; %d client(s), %d upstream(s)",
             auth[0], auth[1], acct[0], acct[1], len(self.config.clients), len(self.config.upstreams),
         )
 
@@ -182,10 +190,61 @@ class ProxyServer:
         log.info("stopped")
 
 
-def serve(config: Config, engine: Engine | None = None, reuse_port: bool = False) -> None:
+def _worker_number(path: Path) -> int:
+    try:
+        return int(path.name.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _run(server: ProxyServer) -> None:
     try:
         import uvloop  # libuv's event loop: a datagram costs far less than in asyncio's own
-
-        uvloop.run(ProxyServer(config, engine, reuse_port).run())
     except ImportError:
-        asyncio.run(ProxyServer(config, engine, reuse_port).run())
+        asyncio.run(server.run())
+    else:
+        uvloop.run(server.run())
+
+
+def serve(config: Config, engine: Engine | None = None, workers: int = 1) -> None:
+    """Run the proxy; with several workers, each is a process on the same ports (SO_REUSEPORT:
+    the kernel spreads NASes across them by address, so a NAS's retransmissions meet the
+    worker that holds its duplicate cache)."""
+    if workers <= 1:
+        _run(ProxyServer(config, engine))
+        return
+    if engine is not None:
+        engine.dispose()  # no pooled connection may cross a fork
+    children: list[int] = []
+    for number in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _run(ProxyServer(config, engine, reuse_port=True, worker=number, workers=workers))
+            except BaseException:
+                log.exception("worker %d failed", number)
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def forward(sig: int, _frame: Any) -> None:
+        for child in children:
+            try:
+                os.kill(child, sig)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    failed = 0
+    for child in children:
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        failed += os.waitstatus_to_exitcode(status) != 0
+    if failed:
+        raise ConfigError(f"{failed} of {workers} workers failed; see the log")
