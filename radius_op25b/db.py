@@ -35,9 +35,11 @@ def migrations_path() -> Path:
     return Path(__file__).resolve().parent.parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pre_ping: bool = True) -> Engine:
+    """`pre_ping=False` saves a round trip per checkout; a dead connection then fails its first
+    statement (StoreUnavailable) and the pool replaces it."""
     try:
-        options: dict[str, Any] = {"pool_pre_ping": True}
+        options: dict[str, Any] = {"pool_pre_ping": pre_ping}
         if url.startswith("postgresql"):
             # A dead server must fail fast: the proxy falls back to cached decisions meanwhile.
             options["connect_args"] = {"connect_timeout": 2}

@@ -39,7 +39,7 @@ NOTIFY_CHANNEL = store.NOTIFY_CHANNEL
 BATCH = 500  # usernames per lookup query
 LOOKUP_THREADS = 2  # database lookups in flight at once (bounded concurrency)
 RETRY_AFTER = 2.0  # seconds the database is left alone after a failure
-GATHER_SECONDS = 0.010  # first-seen subscribers wait this long to share one lookup
+SECOND_BATCH = 64  # queued first-seen subscribers that justify a second lookup in parallel
 # Changes that can touch any subscriber's decision: the whole cache goes.
 GLOBAL_ACTIONS = ("realm.", "mobile-mta.", "subscriber.import")
 
@@ -128,6 +128,8 @@ class PolicyService:
     def __init__(self, config: Config, engine: Engine, loop: asyncio.AbstractEventLoop, cache_entries: int = 250_000) -> None:
         self.config = config
         self.engine = engine
+        # Lookups get their own pool without the per-checkout ping: it would double their cost.
+        self.lookup_engine = db.make_engine(engine.url.render_as_string(hide_password=False), pre_ping=False)
         self.loop = loop
         self.cache = PolicyCache(cache_entries)
         self.ctx = profiles.FilterContext(config.filters, ())
@@ -139,7 +141,6 @@ class PolicyService:
         self._waiting: dict[str, list[asyncio.Future[PolicyInputs | None]]] = {}
         self._queue: list[str] = []
         self._batches_in_flight = 0
-        self._gather: asyncio.TimerHandle | None = None
         self._down_until = 0.0
         self._down_since: float | None = None
         self._stop = threading.Event()
@@ -158,6 +159,7 @@ class PolicyService:
         self._watcher.start()
 
     def close(self) -> None:
+        self.lookup_engine.dispose()
         if self.batches:
             log.info("looked up %d subscriber(s) in %d batch(es)", self.looked_up, self.batches)
         self._stop.set()
@@ -229,19 +231,17 @@ class PolicyService:
             return future
         self._waiting[key] = [future]
         self._queue.append(key)
-        # Gather for a moment: one query for many first-seen subscribers costs about what one
-        # query for a single subscriber costs (a login storm is exactly when this matters).
-        if len(self._queue) >= BATCH:
-            self._flush()
-        elif self._gather is None:
-            self._gather = self.loop.call_later(GATHER_SECONDS, self._flush)
+        self._flush()
         return future
 
     def _flush(self) -> None:
-        if self._gather is not None:
-            self._gather.cancel()
-            self._gather = None
-        while self._queue and self._batches_in_flight < LOOKUP_THREADS:
+        """Start a lookup when the database is idle (lowest latency); while one is running, let
+        first-seen subscribers pile up, so that under a login storm one query serves many. A
+        second lookup runs alongside only for a large pile."""
+        while self._queue and (
+            self._batches_in_flight == 0
+            or (self._batches_in_flight < LOOKUP_THREADS and len(self._queue) >= SECOND_BATCH)
+        ):
             keys, self._queue = self._queue[:BATCH], self._queue[BATCH:]
             self._batches_in_flight += 1
             self.batches += 1
@@ -250,7 +250,7 @@ class PolicyService:
             lookup.add_done_callback(lambda f, keys=keys: self._resolve(keys, f))
 
     def _fetch(self, keys: list[str]) -> dict[str, tuple[d.Subscriber | None, d.Realm | None]]:
-        with db.reading(self.engine) as session:
+        with db.reading(self.lookup_engine) as session:
             subscribers = store.subscriber_views_many(session, keys, self.now())
         realms = self.realms
         found: dict[str, tuple[d.Subscriber | None, d.Realm | None]] = {}
@@ -281,8 +281,7 @@ class PolicyService:
             for waiter in self._waiting.pop(key, []):
                 if not waiter.done():
                     waiter.set_result(inputs)
-        if self._queue and self._gather is None:
-            self._gather = self.loop.call_later(GATHER_SECONDS, self._flush)
+        self._flush()
 
     def _database_failed(self, exc: Exception) -> None:
         metrics.DATABASE_ERRORS.inc()

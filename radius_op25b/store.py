@@ -530,28 +530,32 @@ def all_active_exemptions(subs: Iterable[Subscriber], now: datetime) -> list[Exe
     return [ex for s in subs for ex in s.exemptions if _exemption_view(ex).active_at(now)]
 
 
-_SUBSCRIBERS_BY_KEY = select(
-    Subscriber.id, Subscriber.username, Subscriber.username_key, Subscriber.realm,
-    Subscriber.ip_type, Subscriber.static_addresses, Subscriber.class_override,
-).where(Subscriber.username_key.in_(bindparam("keys", expanding=True)))
-_LIVE_EXEMPTIONS = select(
-    Exemption.subscriber_id, Exemption.reason, Exemption.actor, Exemption.created_at, Exemption.expires_at
-).where(
-    Exemption.subscriber_id.in_(bindparam("ids", expanding=True)),
-    Exemption.revoked_at.is_(None),
-    Exemption.expires_at.is_(None) | (Exemption.expires_at > bindparam("now", type_=UTCDateTime())),
+# One round trip per batch: each subscriber with its live exemptions (or a row of NULLs).
+_SUBSCRIBERS_BY_KEY = (
+    select(
+        Subscriber.username, Subscriber.username_key, Subscriber.realm, Subscriber.ip_type,
+        Subscriber.static_addresses, Subscriber.class_override,
+        Exemption.reason, Exemption.actor, Exemption.created_at, Exemption.expires_at,
+    )
+    .outerjoin(
+        Exemption,
+        (Exemption.subscriber_id == Subscriber.id)
+        & Exemption.revoked_at.is_(None)
+        & (Exemption.expires_at.is_(None) | (Exemption.expires_at > bindparam("now", type_=UTCDateTime()))),
+    )
+    .where(Subscriber.username_key.in_(bindparam("keys", expanding=True)))
 )
 
 
 def subscriber_views_many(session: Session, keys: Sequence[str], now: datetime) -> dict[str, d.Subscriber]:
-    """Decision views of many subscribers in two plain queries (the proxy's batched lookup):
+    """Decision views of many subscribers in one plain query (the proxy's batched lookup):
     no ORM objects, and only exemptions that can still matter (not revoked, not expired).
-    The statements are built once: building them costs more than running them."""
-    rows = session.execute(_SUBSCRIBERS_BY_KEY, {"keys": list(keys)}).all()
-    exemptions: dict[int, list[d.Exemption]] = {}
-    if rows:
-        for e in session.execute(_LIVE_EXEMPTIONS, {"ids": [r.id for r in rows], "now": now}).all():
-            exemptions.setdefault(e.subscriber_id, []).append(d.Exemption(e.reason, e.actor, e.created_at, e.expires_at))
+    The statement is built once: building it costs more than running it."""
+    rows = session.execute(_SUBSCRIBERS_BY_KEY, {"keys": list(keys), "now": now}).all()
+    exemptions: dict[str, list[d.Exemption]] = {}
+    for r in rows:
+        if r.created_at is not None:
+            exemptions.setdefault(r.username_key, []).append(d.Exemption(r.reason, r.actor, r.created_at, r.expires_at))
     return {
         r.username_key: d.Subscriber(
             username=r.username,
@@ -559,7 +563,7 @@ def subscriber_views_many(session: Session, keys: Sequence[str], now: datetime) 
             ip_type=r.ip_type,
             static_addresses=tuple(r.static_addresses or ()),
             class_override=d.FilterClass(r.class_override) if r.class_override else None,
-            exemptions=tuple(exemptions.get(r.id, ())),
+            exemptions=tuple(exemptions.get(r.username_key, ())),
         )
         for r in rows
     }
