@@ -69,16 +69,22 @@ def redact_url(url: str) -> str:
 
 
 @contextlib.contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error; DB failures become StoreUnavailable."""
-    factory = sessionmaker(engine, expire_on_commit=False)
+def _unavailable_as_store_error(engine: Engine) -> Iterator[None]:
+    """A lost or refused connection leaves here as StoreUnavailable; a SQL bug stays a bug."""
     try:
-        with factory.begin() as session:
-            yield session
+        yield
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):
             raise
         raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error; DB failures become StoreUnavailable."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with _unavailable_as_store_error(engine), factory.begin() as session:
+        yield session
 
 
 _readers: dict[int, tuple[Engine, Engine]] = {}
@@ -91,13 +97,8 @@ def reading(engine: Engine) -> Iterator[Session]:
     if pair is None or pair[0] is not engine:
         # Made once per engine: execution_options() builds a new engine proxy each call.
         pair = _readers[id(engine)] = (engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
-    try:
-        with Session(pair[1]) as session:
-            yield session
-    except (OperationalError, DBAPIError) as exc:
-        if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):
-            raise
-        raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
+    with _unavailable_as_store_error(engine), Session(pair[1]) as session:
+        yield session
 
 
 def _first_line(exc: BaseException) -> str:

@@ -381,8 +381,7 @@ def import_subscribers(session: Session, rows: Sequence[ImportRow], *, actor: st
     for start in range(0, len(keys), 10_000):
         chunk = keys[start : start + 10_000]
         online = session.execute(select(AcctSession.id, AcctSession.username_key).where(AcctSession.stopped_at.is_(None), AcctSession.username_key.in_(chunk))).all()
-        for session_id, key in online:
-            session.add(CoaJob(session_id=session_id, username_key=key, cause="subscriber.import", status="pending", attempts=0, created_at=now, next_attempt_at=now))
+        _add_jobs(session, online, "subscriber.import", now)
     return len(rows)
 
 
@@ -679,9 +678,14 @@ def queue_pushes(session: Session, *, cause: str, now: datetime, username: str |
     else:
         return 0
     rows = session.execute(query).all()
-    for session_id, key in rows:
-        session.add(CoaJob(session_id=session_id, username_key=key, cause=cause, status="pending", attempts=0, created_at=now, next_attempt_at=now))
+    _add_jobs(session, rows, cause, now)
     return len(rows)
+
+
+def _add_jobs(session: Session, sessions: Iterable[Any], cause: str, now: datetime) -> None:
+    """One pending push per (session id, username key)."""
+    for session_id, key in sessions:
+        session.add(CoaJob(session_id=session_id, username_key=key, cause=cause, status="pending", attempts=0, created_at=now, next_attempt_at=now))
 
 
 def queue_expired(session: Session, now: datetime) -> int:
