@@ -120,6 +120,7 @@ class Relay:
         self.loop = loop
         self.accept_hook = accept_hook
         self.accounting_hook: AccountingHook | None = None
+        self.prefetch_hook: Callable[[str], None] | None = None  # called with each Access-Request's User-Name
         self.router: Router | None = None
         self.apply_config(config)
         self.dedup = DuplicateCache(hold=10.0)
@@ -203,6 +204,8 @@ class Relay:
         job.pool = self.router.pool_for(job.username)
         job.deadline = now + (self.config.auth_budget if listener == AUTH else self.config.acct_budget)
         self._send(job)
+        if listener == AUTH and self.prefetch_hook is not None and job.username:
+            self.prefetch_hook(job.username)
         return None
 
     def _answer_status_server(self, listener: str, client: ClientConfig, data: bytes, request: Packet, addr: tuple[str, int]) -> None:
