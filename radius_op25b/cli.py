@@ -85,7 +85,7 @@ def exemption_json(ex: Exemption, now: datetime) -> dict[str, Any]:
         "revoked_at": _iso(ex.revoked_at),
         "revoked_by": ex.revoked_by,
         "revoke_reason": ex.revoke_reason,
-        "active": store._exemption_view(ex).active_at(now),
+        "active": store.exemption_view(ex).active_at(now),
     }
 
 
@@ -223,7 +223,7 @@ def _subscriber_text(sub: Subscriber, now: datetime) -> str:
     if sub.note:
         lines.append(f"  note:    {sub.note}")
     for ex in sub.exemptions:
-        state = "active" if store._exemption_view(ex).active_at(now) else ("revoked" if ex.revoked_at else "expired")
+        state = "active" if store.exemption_view(ex).active_at(now) else ("revoked" if ex.revoked_at else "expired")
         until = f"until {ex.expires_at:%Y-%m-%d %H:%M} UTC" if ex.expires_at else "no expiry"
         lines.append(f"  exemption ({state}): {until}, by {ex.actor}: {ex.reason}")
     return "\n".join(lines)

@@ -37,6 +37,7 @@ from radius_op25b.radius import (
     FRAMED_IP_ADDRESS,
     NAS_IP_ADDRESS,
     USER_NAME,
+    ZERO_AUTHENTICATOR,
     Attributes,
     Packet,
     decode_integer,
@@ -56,7 +57,6 @@ EXPIRY_SWEEP_SECONDS = 5.0
 TRIES = 3  # RFC 5176 requests are retransmitted unchanged; this many sends per attempt
 TRY_TIMEOUT = 2.0
 MAX_ATTEMPTS = 5  # attempts per job, with exponential backoff between them
-ZERO = bytes(16)
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ class PushWorker:
         identity.append((EVENT_TIMESTAMP, encode_integer(int(time.time()))))
         secret = (client.coa_secret or client.secret).reveal()
         identifier = self._allocate_id()
-        wire = sign_accounting_request(Packet(code, identifier, ZERO, (*identity, *extra)), secret, add_message_authenticator=True)
+        wire = sign_accounting_request(Packet(code, identifier, ZERO_AUTHENTICATOR, (*identity, *extra)), secret, add_message_authenticator=True)
         future: asyncio.Future[bytes] = self.loop.create_future()
         self._waiting[identifier] = (future, wire[4:20], secret)
         destination = self._destination(client, s)

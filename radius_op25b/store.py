@@ -222,7 +222,7 @@ def unexempt(session: Session, username: str, *, reason: str, actor: str, now: d
     if not reason.strip():
         raise InvalidInput("unexempt needs a --reason")
     sub = get_subscriber(session, username)
-    active = [ex for ex in sub.exemptions if _exemption_view(ex).active_at(now)]
+    active = [ex for ex in sub.exemptions if exemption_view(ex).active_at(now)]
     if not active:
         raise NotFound(f"subscriber {sub.username!r} has no active exemption")
     for ex in active:
@@ -489,7 +489,7 @@ def list_mobile_mta_blocks(session: Session) -> Sequence[MobileMtaBlock]:
 # --- views for the pure decision -------------------------------------------------------------------
 
 
-def _exemption_view(ex: Exemption) -> d.Exemption:
+def exemption_view(ex: Exemption) -> d.Exemption:
     return d.Exemption(ex.reason, ex.actor, ex.created_at, ex.expires_at, ex.revoked_at)
 
 
@@ -500,7 +500,7 @@ def subscriber_view(sub: Subscriber) -> d.Subscriber:
         ip_type=sub.ip_type,
         static_addresses=tuple(sub.static_addresses or ()),
         class_override=d.FilterClass(sub.class_override) if sub.class_override else None,
-        exemptions=tuple(_exemption_view(ex) for ex in sub.exemptions),
+        exemptions=tuple(exemption_view(ex) for ex in sub.exemptions),
     )
 
 
@@ -523,10 +523,6 @@ def policy_inputs(session: Session, username: str) -> tuple[d.Subscriber | None,
 
 def mobile_mta_networks(session: Session) -> tuple[d.IPNetwork, ...]:
     return tuple(ipaddress.ip_network(b.cidr) for b in list_mobile_mta_blocks(session))
-
-
-def all_active_exemptions(subs: Iterable[Subscriber], now: datetime) -> list[Exemption]:
-    return [ex for s in subs for ex in s.exemptions if _exemption_view(ex).active_at(now)]
 
 
 # One round trip per batch: each subscriber with its live exemptions (or a row of NULLs).

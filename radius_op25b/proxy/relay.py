@@ -45,6 +45,7 @@ from radius_op25b.radius import (
     PROXY_STATE,
     STATUS_SERVER,
     USER_NAME,
+    ZERO_AUTHENTICATOR,
     Attributes,
     Packet,
     append_proxy_state,
@@ -65,7 +66,6 @@ from radius_op25b.radius import (
 log = logging.getLogger("op25b.relay")
 
 AUTH, ACCT = "auth", "acct"
-ZERO_AUTHENTICATOR = bytes(16)
 ACCESS_REPLIES = frozenset((ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_CHALLENGE))
 UPSTREAM_SOCKETS = 16  # 256 identifiers each: 4,096 requests in flight
 
