@@ -14,14 +14,14 @@ Then, each step bounded in count and time, on 127.0.0.1 only:
    A (`op25b serve`: one client 127.0.0.1, generic profile, metrics off) and through B
    (FreeRADIUS 3.2 proxying to the same upstream, one rlm_sql query on op25b's tables per
    Accept: deploy/freeradius-sql-proxy/), in pairs alternating AB, BA, ...; a freshly started
-   proxy per run (cold policy cache for A) after a short warm-up on other subscribers.
+   proxy per run after a short warm-up on other subscribers.
    Requests/s from radclient's wall time, ratio A/B per pair and medians; correctness from
    radclient's summary (accepted / rejected / lost, and `Passed filter`: the Accept carries the
    expected Filter-Id and Class); CPU per request of the proxy and of its PostgreSQL backends;
    UDP receive-buffer drops (each costs radclient a 5 s retransmission wait).
 2. latency: bench/radload.py sends at a fixed rate (--latency-rates) direct to the upstream
    and through a fresh `op25b serve`, alternating rounds; RTT p50/p99 and the difference,
-   for first-seen subscribers and again for cached ones.
+   for subscribers seen for the first time and again for the same ones (`op25b-again`).
 3. memory: VmRSS of `op25b serve` after --memory-subscribers distinct subscribers
    authenticated once (imported into the database first unless --no-memory-import).
 4. storm: --storm requests with `radclient -p P -r 3` per --storm-parallel value into a fresh
@@ -274,7 +274,6 @@ class Op25bServe:
         run_dir: Path,
         database_url: str,
         upstream: FreeRadiusInstance,
-        cache_entries: int | None = None,
         metrics: bool = False,
     ) -> None:
         self.dir = run_dir
@@ -284,9 +283,7 @@ class Op25bServe:
             self.acct_port = free_udp_port()
         self.config = run_dir / "op25b.toml"
         self.log = run_dir / "op25b.log"
-        policy = (
-            f"\n[policy]\ncache_entries = {cache_entries}\n" if cache_entries else ""
-        )
+        policy = ""
         self.metrics_port = free_tcp_port() if metrics else None
         if self.metrics_port:
             policy += f'\n[metrics]\nlisten = "127.0.0.1:{self.metrics_port}"\n'
@@ -664,7 +661,7 @@ class Pair:
     a: RadclientRun
     b: RadclientRun
     a_cached: RadclientRun | None = (
-        None  # A again on the same process (policy cache warm)
+        None  # A again on the same process (information only)
     )
 
     @property
@@ -790,7 +787,7 @@ class Bench:
         return seconds
 
     def start_a(
-        self, tag: str, cache_entries: int | None = None, metrics: bool = False
+        self, tag: str, metrics: bool = False
     ) -> Op25bServe:
         self.runs += 1
         assert self.upstream is not None
@@ -798,7 +795,6 @@ class Bench:
             self.tmp / f"a-{self.runs}-{tag}",
             self.db_url,
             self.upstream,
-            cache_entries,
             metrics,
         ).start()
 
@@ -901,8 +897,7 @@ class Bench:
                     v for pid, v in pg0.items() if pid in pg1
                 )
                 if side == "A":
-                    # Information only (B keeps no cache): the same requests again on the same
-                    # process, now answered from op25b's policy cache.
+                    # Information only: the same requests again on the same (warm) process.
                     cached[len(self.figures.pairs)] = radclient_file(
                         addr,
                         NAS_SECRET,
@@ -935,7 +930,7 @@ class Bench:
             print(
                 f"  pair {p + 1} ({order}): A {pair.a.rate:,.0f}/s, B {pair.b.rate:,.0f}/s, ratio A/B {pair.ratio:.2f}"
                 + (
-                    f"; A again with a warm cache {pair.a_cached.rate:,.0f}/s"
+                    f"; A again on the same process {pair.a_cached.rate:,.0f}/s"
                     if pair.a_cached
                     else ""
                 )
@@ -998,9 +993,9 @@ class Bench:
                             target=target,
                         )
                     )
-            # The same subscribers again: now answered from op25b's policy cache.
+            # The same subscribers again, on the same process.
             self.wait_idle(server.pid)
-            phases["op25b-cached"].append(
+            phases["op25b-again"].append(
                 radload.run_paced(
                     "127.0.0.1",
                     server.auth_port,
@@ -1008,7 +1003,7 @@ class Bench:
                     proxied_users[:per_round],
                     rate=rate,
                     seconds=seconds / 2,
-                    target="op25b-cached",
+                    target="op25b-again",
                 )
             )
         finally:
@@ -1036,7 +1031,7 @@ class Bench:
                 f"{pct(merged.rtts_ms, 0.5):.3f} ms p99 {pct(merged.rtts_ms, 0.99):.3f} ms max {max(merged.rtts_ms, default=float('nan')):.1f} ms"
             )
         d = merged_all["direct"].rtts_ms
-        for target in ("op25b", "op25b-cached"):
+        for target in ("op25b", "op25b-again"):
             r = merged_all[target].rtts_ms
             print(
                 f"  added by op25b ({target}): p50 {pct(r, 0.5) - pct(d, 0.5):.3f} ms, p99 {pct(r, 0.99) - pct(d, 0.99):.3f} ms"
@@ -1055,7 +1050,7 @@ class Bench:
         print(
             f"memory: {m:,} distinct subscribers authenticate once through op25b serve ({in_db:,} of them in the database)"
         )
-        server = self.start_a("memory", args.cache_entries)
+        server = self.start_a("memory")
         samples: list[tuple[int, int]] = []
         totals = RadclientRun(0, 0.0)
         try:
@@ -1088,14 +1083,16 @@ class Bench:
                     f"  {done:>9,} subscribers: VmRSS {samples[-1][1] / 1024:.0f} MiB ({run.rate:,.0f} req/s, lost {run.lost})"
                 )
             time.sleep(1.0)
+            loaded = re.findall(r"policy loaded in ([\d.]+)s: (\d+) subscriber", server.log.read_text())
             self.figures.memory.update(
+                held=int(loaded[-1][1]) if loaded else -1,
+                load_s=float(loaded[-1][0]) if loaded else float("nan"),
                 subscribers=done,
                 in_db=in_db,
                 rss_kib=proc_status(server.pid, "VmRSS"),
                 hwm_kib=proc_status(server.pid, "VmHWM"),
                 samples=samples,
                 run=totals,
-                cache_entries=args.cache_entries,
             )
         finally:
             server.stop()
@@ -1414,7 +1411,7 @@ def markdown(f: Figures) -> str:
             out.append("")
         out.append(
             "| pair | order | A op25b req/s | B FreeRADIUS+rlm_sql req/s | A/B | A: acc/rej/lost/filter ok | B: acc/rej/lost/filter ok "
-            "| CPU us/req A / B: proxy | PostgreSQL | UDP drops A / B (proxy; machine) | info: A again, cached: req/s (CPU us/req) |"
+            "| CPU us/req A / B: proxy | PostgreSQL | UDP drops A / B (proxy; machine) | info: A again, same process: req/s (CPU us/req) |"
         )
         out.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for i, p in enumerate(f.pairs, 1):
@@ -1459,8 +1456,7 @@ def markdown(f: Figures) -> str:
             "UDP drops: datagrams the kernel dropped for a full receive buffer, on the proxy's sockets / on the "
             "whole machine during the run; each one costs radclient a -t 5 s wait before its retransmission, "
             "which shows directly in the wall time. Info column: right after A's measured run, the same "
-            "requests once more on the same process, so every subscriber is in op25b's policy cache (B has no "
-            "cache; not part of the ratio)."
+            "requests once more on the same (warm) process; not part of the ratio."
         )
         out.append("")
     for rate, (phases, distinct, proxied) in f.latency.items():
@@ -1489,8 +1485,8 @@ def markdown(f: Figures) -> str:
             )
         out.append("")
         out.append(
-            f"`op25b`: {proxied:,} requests for {distinct:,} distinct subscribers on a fresh process (first seen: each "
-            "needs a database lookup); `op25b-cached`: the first round's subscribers again (policy cache hits). "
+            f"`op25b`: {proxied:,} requests for {distinct:,} distinct subscribers on a fresh process, each seen for the "
+            "first time; `op25b-again`: the first round's subscribers again on the same process. "
             "Added = proxy percentile minus direct percentile; lost = no answer within 2 s; not sent = the generator had 16 x 256 requests outstanding (the proxy is saturated)."
         )
         out.append("")
@@ -1499,10 +1495,9 @@ def markdown(f: Figures) -> str:
         run = m["run"]
         out.append("### Memory")
         out.append("")
-        ce = m["cache_entries"]
         out.append(
             f"`op25b serve` after {m['subscribers']:,} distinct subscribers authenticated once ({m['in_db']:,} of them in the "
-            f"database; policy.cache_entries = {ce if ce else 'not set, default 250,000'}): "
+            f"database, {m['held']:,} of them held in memory as not decided by default, loaded in {m['load_s']:.2f} s): "
             f"**VmRSS {m['rss_kib'] / 1024:.0f} MiB**, VmHWM {m['hwm_kib'] / 1024:.0f} MiB. "
             f"radclient -p {a.parallel}: {run.summary()}."
         )  # type: ignore[union-attr]
@@ -1529,7 +1524,7 @@ def markdown(f: Figures) -> str:
             )
         out.append("")
         out.append(
-            "Fresh `op25b serve` per row (cold policy cache), metrics on to read its counters; radclient without -q "
+            "Fresh `op25b serve` per row, metrics on to read its counters; radclient without -q "
             "(its packet lines go to a file) so that its error lines can be counted. radclient 3.2.1's `Lost` counts "
             "requests whose tries all timed out *and* every reply that fails verification: a late answer to one of "
             "its retransmissions (op25b answers those from its duplicate cache) that arrives after radclient reused "
@@ -1674,12 +1669,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=2400.0,
         help="memory: stop sending after this long",
-    )
-    p.add_argument(
-        "--cache-entries",
-        type=int,
-        default=None,
-        help="memory: set policy.cache_entries (default: not set)",
     )
     p.add_argument(
         "--storm", type=int, default=None, help="storm: requests (default N; 0: skip)"

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from radius_op25b import db, profiles, store
 from radius_op25b.config import Config, config_path, load_config
 from radius_op25b.decision import Decision, Request, decide
-from radius_op25b.errors import InvalidInput, Op25bError, UsageError
+from radius_op25b.errors import InvalidInput, Op25bError, StoreUnavailable, UsageError
 from radius_op25b.models import AcctSession, AuditLog, CoaJob, Exemption, Realm, Subscriber
 
 JSON_HELP = "print JSON (a stable shape, documented in README.md)"
@@ -420,7 +420,13 @@ def cmd_serve(ctx: Context) -> int:
         raise InvalidInput(f"{config.path}: no [[upstreams]]: nowhere to relay requests")
     if ctx.args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    engine = ctx.engine()  # refuses an out-of-date schema, naming the command that fixes it
+    engine = ctx.engine(check_schema=False)
+    try:
+        db.require_current_schema(engine)  # refuses an out-of-date schema, naming the fix
+    except StoreUnavailable as exc:
+        # A proxy that will not start while the database is down turns every login into
+        # silence; one that starts relays them, with policy.on_database_error until it loads.
+        logging.getLogger("op25b").error("%s; serving with policy.on_database_error until it answers", exc)
     serve(config, engine, ctx.args.workers)
     return 0
 

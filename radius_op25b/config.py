@@ -94,7 +94,6 @@ class Config:
     auth_budget: float = 10.0  # how long an Access-Request is retried across upstreams
     acct_budget: float = 30.0  # the same for Accounting-Requests (RFC 5080 §2.2.1: until acked)
     policy: Settings = Settings()
-    policy_cache_entries: int = 250_000  # subscribers whose inputs stay in memory (LRU)
     filters: FilterNames = FilterNames()
     clients: tuple[ClientConfig, ...] = ()
     upstreams: tuple[UpstreamConfig, ...] = ()
@@ -253,9 +252,6 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         static_pools=tuple(_network(pol, f"static_pools[{i}]", str(p)) for i, p in enumerate(pools_text)),
         on_database_error=pol.choice("on_database_error", ("default", "none"), "default"),
     )
-    cache_entries = pol.get("cache_entries", int, 250_000)
-    if cache_entries < 1:
-        raise pol.error("cache_entries", "must be at least 1")
 
     flt = _Reader(file, "filters.", data.get("filters", {}))
     filters = FilterNames(
@@ -361,7 +357,6 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         auth_budget=auth_budget,
         acct_budget=acct_budget,
         policy=policy,
-        policy_cache_entries=cache_entries,
         filters=filters,
         clients=tuple(clients),
         upstreams=tuple(upstreams),

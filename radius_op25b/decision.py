@@ -95,6 +95,18 @@ def realm_of(username: str) -> str | None:
     return realm.lower() if at and realm else None
 
 
+def decides_as_unknown(subscriber: Subscriber, key: str) -> bool:
+    """True when `subscriber` (whose lower-cased name is `key`) gets the decision of a
+    subscriber not in the database: dynamic, no class override, no exemption that is still
+    live, and no realm other than its name's. The proxy keeps only the others in memory."""
+    return (
+        subscriber.ip_type == "dynamic"
+        and subscriber.class_override is None
+        and not subscriber.exemptions
+        and (subscriber.realm is None or subscriber.realm == realm_of(key))
+    )
+
+
 def _static_pool_of(ip: IPAddress | None, pools: tuple[IPNetwork, ...]) -> IPNetwork | None:
     if ip is None:
         return None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from radius_op25b import decision as d
@@ -525,28 +525,41 @@ def mobile_mta_networks(session: Session) -> tuple[d.IPNetwork, ...]:
     return tuple(ipaddress.ip_network(b.cidr) for b in list_mobile_mta_blocks(session))
 
 
-# One round trip per batch: each subscriber with its live exemptions (or a row of NULLs).
-_SUBSCRIBERS_BY_KEY = (
-    select(
-        Subscriber.username, Subscriber.username_key, Subscriber.realm, Subscriber.ip_type,
-        Subscriber.static_addresses, Subscriber.class_override,
-        Exemption.reason, Exemption.actor, Exemption.created_at, Exemption.expires_at,
+# Each subscriber with its live exemptions (not revoked, not expired): one row per exemption, or
+# one row of NULLs. Built once: building a statement costs more than running it.
+_VIEW_ROWS = select(
+    Subscriber.username, Subscriber.username_key, Subscriber.realm, Subscriber.ip_type,
+    Subscriber.static_addresses, Subscriber.class_override,
+    Exemption.reason, Exemption.actor, Exemption.created_at, Exemption.expires_at,
+).outerjoin(
+    Exemption,
+    (Exemption.subscriber_id == Subscriber.id)
+    & Exemption.revoked_at.is_(None)
+    & (Exemption.expires_at.is_(None) | (Exemption.expires_at > bindparam("now", type_=UTCDateTime()))),
+)
+_SUBSCRIBERS_BY_KEY = _VIEW_ROWS.where(Subscriber.username_key.in_(bindparam("keys", expanding=True)))
+# A superset of the subscribers whose decision differs from that of an unknown subscriber of the
+# same name (d.decides_as_unknown is exact): static, a class override, a live exemption, or a
+# realm other than the one in the name. The realm test is a plain suffix comparison, so that
+# wildcard characters in a realm name cannot hide a subscriber.
+_SPECIAL_SUBSCRIBERS = _VIEW_ROWS.where(
+    (Subscriber.ip_type != "dynamic")
+    | Subscriber.class_override.is_not(None)
+    | Exemption.id.is_not(None)
+    | (
+        Subscriber.realm.is_not(None)
+        & (
+            Subscriber.realm.contains("@", autoescape=True)
+            | (
+                func.substr(Subscriber.username_key, func.length(Subscriber.username_key) - func.length(Subscriber.realm))
+                != literal("@") + Subscriber.realm
+            )
+        )
     )
-    .outerjoin(
-        Exemption,
-        (Exemption.subscriber_id == Subscriber.id)
-        & Exemption.revoked_at.is_(None)
-        & (Exemption.expires_at.is_(None) | (Exemption.expires_at > bindparam("now", type_=UTCDateTime()))),
-    )
-    .where(Subscriber.username_key.in_(bindparam("keys", expanding=True)))
 )
 
 
-def subscriber_views_many(session: Session, keys: Sequence[str], now: datetime) -> dict[str, d.Subscriber]:
-    """Decision views of many subscribers in one plain query (the proxy's batched lookup):
-    no ORM objects, and only exemptions that can still matter (not revoked, not expired).
-    The statement is built once: building it costs more than running it."""
-    rows = session.execute(_SUBSCRIBERS_BY_KEY, {"keys": list(keys), "now": now}).all()
+def _views(rows: Sequence[Any]) -> dict[str, d.Subscriber]:
     exemptions: dict[str, list[d.Exemption]] = {}
     for r in rows:
         if r.created_at is not None:
@@ -562,6 +575,19 @@ def subscriber_views_many(session: Session, keys: Sequence[str], now: datetime) 
         )
         for r in rows
     }
+
+
+def subscriber_views_many(session: Session, keys: Sequence[str], now: datetime) -> dict[str, d.Subscriber]:
+    """Decision views of the subscribers with these username keys, in one query (no ORM
+    objects); only exemptions that can still matter at `now` are included."""
+    return _views(session.execute(_SUBSCRIBERS_BY_KEY, {"keys": list(keys), "now": now}).all())
+
+
+def special_subscriber_views(session: Session, now: datetime) -> dict[str, d.Subscriber]:
+    """Decision views of every subscriber that is not decided like an unknown one: what the
+    proxy holds in memory so that no Access-Accept waits for the database."""
+    views = _views(session.execute(_SPECIAL_SUBSCRIBERS, {"now": now}).all())
+    return {key: view for key, view in views.items() if not d.decides_as_unknown(view, key)}
 
 
 def realm_views(session: Session) -> dict[str, d.Realm]:

@@ -63,9 +63,10 @@ class ProxyProcess:
             capture_output=True, text=True, timeout=60,
         )
 
-    def start(self, timeout: float = 15.0) -> ProxyProcess:
-        done = self.op25b("db", "upgrade")
-        assert done.returncode == 0, done.stderr
+    def start(self, timeout: float = 15.0, upgrade: bool = True) -> ProxyProcess:
+        if upgrade:
+            done = self.op25b("db", "upgrade")
+            assert done.returncode == 0, done.stderr
         args = [sys.executable, "-m", "radius_op25b", "-c", str(self.config_path), "serve", "--log-level", "info", *self.serve_args]
         if SETPRIV:
             args = [SETPRIV, "--pdeathsig", "KILL", "--", *args]

@@ -75,8 +75,8 @@ class Transport(Protocol):
 
 
 # An Access-Accept rewriter (the OP25B policy): takes the job and the reply attributes on their
-# way to the NAS, returns the attributes to send. It may instead return a Future of them.
-AcceptHook = Callable[["Job", Attributes], "Attributes | asyncio.Future[Attributes]"]
+# way to the NAS, returns the attributes to send, at once (it never waits for I/O).
+AcceptHook = Callable[["Job", Attributes], Attributes]
 # Called for each Accounting-Request an upstream acknowledged; the NAS is answered when the
 # returned future is done (the record is durable), or at once for None.
 AccountingHook = Callable[["Job"], "asyncio.Future[None] | None"]
@@ -120,7 +120,6 @@ class Relay:
         self.loop = loop
         self.accept_hook = accept_hook
         self.accounting_hook: AccountingHook | None = None
-        self.prefetch_hook: Callable[[str], None] | None = None  # called with each Access-Request's User-Name
         self.router: Router | None = None
         self.apply_config(config)
         self.dedup = DuplicateCache(hold=10.0)
@@ -204,8 +203,6 @@ class Relay:
         job.pool = self.router.pool_for(job.username)
         job.deadline = now + (self.config.auth_budget if listener == AUTH else self.config.acct_budget)
         self._send(job)
-        if listener == AUTH and self.prefetch_hook is not None and job.username:
-            self.prefetch_hook(job.username)
         return None
 
     def _answer_status_server(self, listener: str, client: ClientConfig, data: bytes, request: Packet, addr: tuple[str, int]) -> None:
@@ -373,21 +370,9 @@ class Relay:
                 # Never turn an Accept into a Reject or into silence because of our own policy step.
                 log.exception("policy step failed for %s; relaying the Accept unchanged", job.username)
                 rewritten = attrs
-            if isinstance(rewritten, asyncio.Future):
-                rewritten.add_done_callback(lambda f: self._finish_after_hook(job, reply.code, attrs, f))
-                return None
             attrs = rewritten
         self._finish(job, reply.code, attrs)
         return None
-
-    def _finish_after_hook(self, job: Job, code: int, original: Attributes, future: asyncio.Future[Attributes]) -> None:
-        try:
-            attrs = future.result()
-        except Exception:
-            # Never turn an Accept into a Reject or into silence because of our own policy step.
-            log.exception("policy step failed for %s; relaying the Accept unchanged", job.username)
-            attrs = original
-        self._finish(job, code, attrs)
 
     def _finish(self, job: Job, code: int, attrs: Attributes) -> None:
         request = job.request

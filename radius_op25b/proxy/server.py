@@ -98,13 +98,11 @@ class ProxyServer:
         self._stopping = asyncio.Event()
         hook = None
         if self.engine is not None:
-            self.policy = PolicyService(self.config, self.engine, loop, self.config.policy_cache_entries)
+            self.policy = PolicyService(self.config, self.engine)
             self.policy.start()
             hook = self.policy.rewrite_accept
             self.on_reload.append(self.policy.reconfigure)
         self.relay = relay = Relay(self.config, loop, hook)
-        if self.policy is not None:
-            relay.prefetch_hook = self.policy.prefetch
         if self.engine is not None and self.policy is not None:
             spool_dir = Path(self.config.spool_dir)
             own = spool_dir if self.worker == 0 else spool_dir / f"worker-{self.worker}"
