@@ -48,10 +48,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # 
     url = request.getfixturevalue("postgres_url")
     engine = create_engine(url)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+
+    def empty() -> None:
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+    empty()
     yield url
+    empty()  # tests on postgres_url itself share this database: leave it as found
+    engine.dispose()
 
 
 from tests.freeradius import freeradius_factory, freeradius_upstream  # noqa: E402,F401  (fixtures)
