@@ -96,9 +96,10 @@ class PolicyService:
     event loop reads without locks (each is one atomic step under the GIL).
     """
 
-    def __init__(self, config: Config, engine: Engine) -> None:
+    def __init__(self, config: Config, engine: Engine, on_change: Callable[[], None] | None = None) -> None:
         self.config = config
         self.engine = engine
+        self.on_change = on_change  # called (from the watcher thread) after each batch of changes
         self.special: dict[str, d.Subscriber] = {}  # username key -> view, see d.decides_as_unknown
         self.realms: dict[str, d.Realm] = {}
         self.loaded = False  # False until the first load: then policy.on_database_error applies
@@ -165,6 +166,8 @@ class PolicyService:
             try:
                 for batch in changes():  # the first batch is RELOAD_ALL, once we are listening
                     self._apply(batch)
+                    if self.on_change is not None:
+                        self.on_change()
                     self._first_attempt.set()
                     self._database_ok()
             except Exception as exc:

@@ -52,8 +52,9 @@ log = logging.getLogger("op25b.push")
 
 PUSHES = Counter("op25b_pushes", "CoA/Disconnect pushes to live sessions, by outcome", ["method", "result"])
 
-POLL_SECONDS = 0.25
-EXPIRY_SWEEP_SECONDS = 5.0
+# Changes wake the worker at once (wake(), from the policy watcher's notifications); the poll
+# only catches retries that fall due and jobs whose notification was missed.
+POLL_SECONDS = 1.0
 TRIES = 3  # RFC 5176 requests are retransmitted unchanged; this many sends per attempt
 TRY_TIMEOUT = 2.0
 MAX_ATTEMPTS = 5  # attempts per job, with exponential backoff between them
@@ -94,9 +95,13 @@ class PushWorker:
         self.transport: asyncio.DatagramTransport | None = None
         self._waiting: dict[int, tuple[asyncio.Future[bytes], bytes, bytes]] = {}  # id -> (future, authenticator, secret)
         self._next_id = int.from_bytes(os.urandom(1), "big")
-        self._last_sweep = 0.0
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Jobs may have been queued (a change was notified): claim them now (event loop only)."""
+        self._wake.set()
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -116,11 +121,15 @@ class PushWorker:
 
     # --- claiming jobs (worker thread) -------------------------------------------------------
 
-    def _claim(self, sweep: bool) -> list[PushTask]:
+    def _claim(self) -> list[PushTask]:
         now = datetime.now(UTC)
+        # Mostly there is nothing to do: one cheap query says so, and keeps this thread from
+        # holding the GIL (and the event loop) for an ORM transaction several times a second.
+        with db.reading(self.engine) as session:
+            if not store.push_work_due(session, now):
+                return []
         with db.transaction(self.engine) as session:
-            if sweep:
-                store.queue_expired(session, now)
+            store.queue_expired(session, now)
         with db.transaction(self.engine) as session:
             jobs = store.claim_pushes(session, now)
             tasks = []
@@ -135,11 +144,8 @@ class PushWorker:
 
     async def _run(self) -> None:
         while True:
-            sweep = time.monotonic() - self._last_sweep >= EXPIRY_SWEEP_SECONDS
             try:
-                tasks = await self.loop.run_in_executor(None, self._claim, sweep)
-                if sweep:
-                    self._last_sweep = time.monotonic()
+                tasks = await self.loop.run_in_executor(None, self._claim)
             except StoreUnavailable:
                 tasks = []  # the policy service logs outages; jobs wait in the database
             except Exception:
@@ -149,7 +155,11 @@ class PushWorker:
                 running = self.loop.create_task(self._push(task))
                 self._in_flight.add(running)
                 running.add_done_callback(self._in_flight.discard)
-            await asyncio.sleep(POLL_SECONDS)
+            try:
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            except TimeoutError:
+                pass
+            self._wake.clear()
 
     # --- one push -----------------------------------------------------------------------------
 

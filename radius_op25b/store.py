@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, literal, select, text, update
+from sqlalchemy import bindparam, delete, exists, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from radius_op25b import decision as d
@@ -734,6 +734,21 @@ def queue_expired(session: Session, now: datetime) -> int:
         if claimed:
             queued += queue_pushes(session, cause="msa-permit.expired", now=now, realm=realm_name)
     return queued
+
+
+_NOW = bindparam("now", type_=UTCDateTime())
+_PUSH_WORK_DUE = select(
+    exists().where(
+        ((CoaJob.status == "pending") & (CoaJob.next_attempt_at <= _NOW)) | ((CoaJob.status == "sending") & (CoaJob.claimed_until < _NOW))
+    )
+    | exists().where(Exemption.expires_at <= _NOW, Exemption.revoked_at.is_(None), Exemption.expiry_pushed_at.is_(None))
+    | exists().where(RealmMsaPermit.permit_until <= _NOW, RealmMsaPermit.expiry_pushed_at.is_(None))
+)
+
+
+def push_work_due(session: Session, now: datetime) -> bool:
+    """Whether queue_expired or claim_pushes would find anything at `now`: one cheap query."""
+    return bool(session.execute(_PUSH_WORK_DUE, {"now": now}).scalar())
 
 
 def claim_pushes(session: Session, now: datetime, limit: int = 50, lease: timedelta = timedelta(seconds=60)) -> list[CoaJob]:

@@ -357,9 +357,15 @@ def _jobs(engine) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         return [(j.username_key, j.cause) for j in session.scalars(select(CoaJob).order_by(CoaJob.id))]
 
 
+def _work_due(engine, at: datetime) -> bool:  # type: ignore[no-untyped-def]
+    with db.reading(engine) as session:
+        return store.push_work_due(session, at)
+
+
 def test_every_policy_change_queues_pushes_for_open_sessions(database_url: str) -> None:
     engine = db.make_engine(database_url)
     now = datetime.now(UTC)
+    assert not _work_due(engine, now)
     with db.transaction(engine) as session:
         store.apply_accounting(session, [
             rec("start", 0, "a", username="alice@isp.example"),
@@ -393,6 +399,15 @@ def test_every_policy_change_queues_pushes_for_open_sessions(database_url: str) 
     with db.transaction(engine) as session:
         second = store.claim_pushes(session, later)
     assert len(first) == 8 and second == []  # claimed jobs are not handed out twice
+    assert not _work_due(engine, later)  # all leased, nothing expired unswept: the worker's cheap probe
+    with db.transaction(engine) as session:  # an exemption that expires is work, until swept
+        store.add_subscriber(session, "carol@isp.example", actor="t", now=later)
+        store.exempt(session, "carol@isp.example", reason="r", until=later + timedelta(seconds=1), actor="t", now=later)
+    assert not _work_due(engine, later) and _work_due(engine, later + timedelta(seconds=2))
+    with db.transaction(engine) as session:
+        store.queue_expired(session, later + timedelta(seconds=2))
+    assert not _work_due(engine, later + timedelta(seconds=2))
+    assert _work_due(engine, later + timedelta(minutes=2))  # the leases have run out
     with db.transaction(engine) as session:
         assert len(store.claim_pushes(session, later + timedelta(minutes=2))) == 8  # an expired lease is taken again
     engine.dispose()

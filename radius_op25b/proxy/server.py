@@ -98,7 +98,8 @@ class ProxyServer:
         self._stopping = asyncio.Event()
         hook = None
         if self.engine is not None:
-            self.policy = PolicyService(self.config, self.engine)
+            # A change may have queued CoA/Disconnect jobs: the push worker claims them at once.
+            self.policy = PolicyService(self.config, self.engine, lambda: loop.call_soon_threadsafe(self._wake_pusher))
             self.policy.start()
             hook = self.policy.rewrite_accept
             self.on_reload.append(self.policy.reconfigure)
@@ -158,6 +159,10 @@ class ProxyServer:
     def stop(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
+
+    def _wake_pusher(self) -> None:
+        if self.pusher is not None:
+            self.pusher.wake()
 
     async def run(self) -> None:
         await self.start()
