@@ -20,8 +20,9 @@ Then, each step bounded in count and time, on 127.0.0.1 only:
    expected Filter-Id and Class); CPU per request of the proxy and of its PostgreSQL backends;
    UDP receive-buffer drops (each costs radclient a 5 s retransmission wait).
 2. latency: bench/radload.py sends at a fixed rate (--latency-rates) direct to the upstream
-   and through a fresh `op25b serve`, alternating rounds; RTT p50/p99 and the difference,
-   for subscribers seen for the first time and again for the same ones (`op25b-again`).
+   and through a fresh `op25b serve`, in rounds with the order alternating; RTT p50/p99 and the
+   difference per round (its median over rounds is the result; pooled figures beside it), for
+   subscribers seen for the first time and for the first round's again (`op25b-again`).
 3. memory: VmRSS of `op25b serve` after --memory-subscribers distinct subscribers
    authenticated once (imported into the database first unless --no-memory-import).
 4. storm: --storm requests with `radclient -p P -r 3` per --storm-parallel value into a fresh
@@ -681,8 +682,9 @@ class Figures:
     upstream_start_s: float = 0.0
     direct: RadclientRun | None = None
     pairs: list[Pair] = field(default_factory=list)
-    # rate -> (target -> merged phase, distinct subscribers proxied, requests proxied)
-    latency: dict[float, tuple[dict[str, radload.Phase], int, int]] = field(
+    # rate -> (target -> merged phase, distinct subscribers proxied, requests proxied,
+    #          per round: target -> (added p50 ms, added p99 ms))
+    latency: dict[float, tuple[dict[str, radload.Phase], int, int, list[dict[str, tuple[float, float]]]]] = field(
         default_factory=dict
     )
     memory: dict[str, object] = field(default_factory=dict)
@@ -942,16 +944,21 @@ class Bench:
             self.latency_at(rate)
 
     def latency_at(self, rate: float) -> None:
+        """Rounds of direct / op25b (first-seen subscribers) / op25b-again (the first round's
+        subscribers once more), the order alternating per round. The added latency is taken per
+        round (op25b percentile minus direct percentile of the same round) and its median over
+        rounds reported, next to the pooled figure: a few ms of stolen CPU in one round of a
+        shared VM then moves one round, not the result."""
         args, n = self.args, self.n
         assert self.upstream is not None
-        seconds = args.latency_seconds
-        per_round = max(1, int(rate * seconds / 2))
+        seconds, rounds = args.latency_seconds, args.latency_rounds
+        per_round = max(1, int(rate * seconds))
         print(
-            f"latency: {rate:,.0f} req/s, 2 rounds x {seconds / 2:g} s per target, alternating direct / op25b, fresh op25b serve"
+            f"latency: {rate:,.0f} req/s, {rounds} rounds x {seconds:g} s per target, order alternating, fresh op25b serve"
         )
         server = self.start_a(f"latency-{rate:g}")
         # Subscribers from the middle of the range, other ones per rate where N allows.
-        base = (n // 2 + len(self.figures.latency) * 2 * per_round) % n
+        base = (n // 2 + len(self.figures.latency) * rounds * per_round) % n
         try:
             # A short warm-up (other subscribers), so connection set-up is not measured.
             warm = [
@@ -967,52 +974,52 @@ class Bench:
                 seconds=len(warm) / min(rate, 1000.0),
             )
             phases: dict[str, list[radload.Phase]] = collections.defaultdict(list)
-            proxied_users: list[tuple[str, str]] = []
-            for rnd in range(2):
+            per_round_added: list[dict[str, tuple[float, float]]] = []
+            first_round: list[tuple[str, str]] = []
+            proxied = 0
+            distinct: set[str] = set()
+            for rnd in range(rounds):
                 users = [
                     (username(i % n), password(i % n, n))
                     for i in range(base + rnd * per_round, base + (rnd + 1) * per_round)
                 ]
-                for target in ("direct", "op25b"):
+                first_round = first_round or users
+                order = ["direct", "op25b", "op25b-again"]
+                if rnd % 2:
+                    order.reverse()
+                got: dict[str, radload.Phase] = {}
+                for target in order:
                     if target == "direct":
-                        port, secret = self.upstream.auth_port, UPSTREAM_SECRET
+                        port, secret, batch = self.upstream.auth_port, UPSTREAM_SECRET, users
                     else:
                         port, secret = server.auth_port, NAS_SECRET
-                        proxied_users += users
+                        # op25b-again in round 0 comes after op25b (the order), so it is a repeat too.
+                        batch = users if target == "op25b" else first_round
                     # A saturated round leaves op25b a backlog: let it finish first, so that
                     # no round is measured against the previous one's leftovers.
                     self.wait_idle(server.pid)
-                    phases[target].append(
-                        radload.run_paced(
-                            "127.0.0.1",
-                            port,
-                            secret.encode(),
-                            users,
-                            rate=rate,
-                            seconds=seconds / 2,
-                            target=target,
-                        )
+                    got[target] = radload.run_paced(
+                        "127.0.0.1", port, secret.encode(), batch, rate=rate, seconds=seconds, target=target
                     )
-            # The same subscribers again, on the same process.
-            self.wait_idle(server.pid)
-            phases["op25b-again"].append(
-                radload.run_paced(
-                    "127.0.0.1",
-                    server.auth_port,
-                    NAS_SECRET.encode(),
-                    proxied_users[:per_round],
-                    rate=rate,
-                    seconds=seconds / 2,
-                    target="op25b-again",
+                    if target != "direct":
+                        proxied += got[target].sent
+                        distinct.update(u for u, _ in batch[: got[target].sent])
+                pct = radload.percentile
+                d = got["direct"].rtts_ms
+                per_round_added.append(
+                    {
+                        t: (pct(got[t].rtts_ms, 0.5) - pct(d, 0.5), pct(got[t].rtts_ms, 0.99) - pct(d, 0.99))
+                        for t in ("op25b", "op25b-again")
+                    }
                 )
-            )
+                for target, ph in got.items():
+                    phases[target].append(ph)
         finally:
             server.stop()
-        distinct = len({u for u, _ in proxied_users})
         merged_all: dict[str, radload.Phase] = {}
-        for target, lst in phases.items():
+        for target in ("direct", "op25b", "op25b-again"):
             merged = radload.Phase(target)
-            for ph in lst:
+            for ph in phases[target]:
                 merged.sent += ph.sent
                 merged.accepted += ph.accepted
                 merged.rejected += ph.rejected
@@ -1023,7 +1030,7 @@ class Bench:
                 merged.send_lag_ms += ph.send_lag_ms
                 merged.seconds += ph.seconds
             merged_all[target] = merged
-        self.figures.latency[rate] = (merged_all, distinct, len(proxied_users))
+        self.figures.latency[rate] = (merged_all, len(distinct), proxied, per_round_added)
         pct = radload.percentile
         for target, merged in merged_all.items():
             print(
@@ -1033,8 +1040,12 @@ class Bench:
         d = merged_all["direct"].rtts_ms
         for target in ("op25b", "op25b-again"):
             r = merged_all[target].rtts_ms
+            rounds_p50 = [a[target][0] for a in per_round_added]
+            rounds_p99 = [a[target][1] for a in per_round_added]
             print(
-                f"  added by op25b ({target}): p50 {pct(r, 0.5) - pct(d, 0.5):.3f} ms, p99 {pct(r, 0.99) - pct(d, 0.99):.3f} ms"
+                f"  added by op25b ({target}): median of rounds p50 {median(rounds_p50):.3f} ms, p99 {median(rounds_p99):.3f} ms "
+                f"(rounds p99: {', '.join(f'{x:.2f}' for x in rounds_p99)}); pooled p50 {pct(r, 0.5) - pct(d, 0.5):.3f} ms, "
+                f"p99 {pct(r, 0.99) - pct(d, 0.99):.3f} ms"
             )
 
     # -- 3. memory -------------------------------------------------------------------------------------
@@ -1459,35 +1470,38 @@ def markdown(f: Figures) -> str:
             "requests once more on the same (warm) process; not part of the ratio."
         )
         out.append("")
-    for rate, (phases, distinct, proxied) in f.latency.items():
+    for rate, (phases, distinct, proxied, per_round) in f.latency.items():
         d = phases["direct"].rtts_ms
         out.append(
-            f"### Latency at {rate:,.0f} req/s (bench/radload.py, paced; 2 rounds x {a.latency_seconds / 2:g} s per target, alternating)"
+            f"### Latency at {rate:,.0f} req/s (bench/radload.py, paced; {a.latency_rounds} rounds x {a.latency_seconds:g} s per target, order alternating)"
         )
         out.append("")
         out.append(
-            "| target | sent | not sent (IDs busy) | accepted | with Filter-Id | lost | RTT p50 ms | p99 ms | max ms | added p50 ms | added p99 ms |"
+            "| target | sent | not sent (IDs busy) | accepted | with Filter-Id | lost | RTT p50 ms | p99 ms | max ms "
+            "| added p50 ms: median of rounds (pooled) | added p99 ms: median of rounds (pooled) | added p99 ms per round |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for target, ph in phases.items():
             r = ph.rtts_ms
-            added = (
-                ("", "")
-                if target == "direct"
-                else (
-                    f"**{pct(r, 0.5) - pct(d, 0.5):.3f}**",
-                    f"**{pct(r, 0.99) - pct(d, 0.99):.3f}**",
+            if target == "direct":
+                added = ("", "", "")
+            else:
+                added = (
+                    f"**{median([x[target][0] for x in per_round]):.3f}** ({pct(r, 0.5) - pct(d, 0.5):.3f})",
+                    f"**{median([x[target][1] for x in per_round]):.3f}** ({pct(r, 0.99) - pct(d, 0.99):.3f})",
+                    ", ".join(f"{x[target][1]:.2f}" for x in per_round),
                 )
-            )
             out.append(
                 f"| {target} | {ph.sent:,} | {ph.skipped:,} | {ph.accepted:,} | {ph.with_filter_id:,} | {ph.lost} | {pct(r, 0.5):.3f} | "
-                f"{pct(r, 0.99):.3f} | {max(r, default=float('nan')):.2f} | {added[0]} | {added[1]} |"
+                f"{pct(r, 0.99):.3f} | {max(r, default=float('nan')):.2f} | {added[0]} | {added[1]} | {added[2]} |"
             )
         out.append("")
         out.append(
-            f"`op25b`: {proxied:,} requests for {distinct:,} distinct subscribers on a fresh process, each seen for the "
-            "first time; `op25b-again`: the first round's subscribers again on the same process. "
-            "Added = proxy percentile minus direct percentile; lost = no answer within 2 s; not sent = the generator had 16 x 256 requests outstanding (the proxy is saturated)."
+            f"`op25b`: {proxied:,} requests for {distinct:,} distinct subscribers on a fresh process; in each round `op25b` "
+            "sends subscribers it has not seen before, `op25b-again` the first round's once more. Added = proxy "
+            "percentile minus direct percentile of the same round; the result is the median over rounds, the pooled "
+            "figure (all rounds' samples together) is in brackets. Lost = no answer within 2 s; not sent = the generator "
+            "had 16 x 256 requests outstanding (the proxy is saturated)."
         )
         out.append("")
     if f.memory:
@@ -1650,8 +1664,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--latency-seconds",
         type=float,
         default=None,
-        help="latency probe: seconds per target and rate "
-        "(default 10, or 4 when N < 100000; 0: skip)",
+        help="latency probe: seconds per target and round "
+        "(default 3, or 2 when N < 100000; 0: skip)",
+    )
+    p.add_argument(
+        "--latency-rounds",
+        type=int,
+        default=6,
+        help="latency probe: rounds per rate (the added latency is the median over rounds)",
     )
     p.add_argument(
         "--memory-subscribers",
@@ -1715,7 +1735,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     full = args.subscribers >= 100_000
     if args.latency_seconds is None:
-        args.latency_seconds = 10.0 if full else 4.0
+        args.latency_seconds = 3.0 if full else 2.0
     if args.profile_seconds is None:
         args.profile_seconds = 10.0 if full else 5.0
     if args.memory_subscribers is None:
