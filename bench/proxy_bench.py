@@ -276,8 +276,10 @@ class Op25bServe:
         database_url: str,
         upstream: FreeRadiusInstance,
         metrics: bool = False,
+        workers: int = 1,
     ) -> None:
         self.dir = run_dir
+        self.workers = workers
         run_dir.mkdir(parents=True, exist_ok=True)
         self.auth_port, self.acct_port = free_udp_port(), free_udp_port()
         while self.acct_port == self.auth_port:
@@ -310,6 +312,8 @@ class Op25bServe:
 
     def start(self, timeout: float = 30.0) -> Op25bServe:
         args = [*op25b_command(), "-c", str(self.config), "serve"]
+        if self.workers > 1:
+            args += ["--workers", str(self.workers)]
         if SETPRIV:
             args = [SETPRIV, "--pdeathsig", "TERM", "--", *args]
         offset = self.log.stat().st_size if self.log.exists() else 0
@@ -417,16 +421,38 @@ def udp_rcvbuf_errors() -> int:
     return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
-def socket_drops(pid: int) -> int:
-    """Datagrams dropped on the UDP sockets of one process (the `drops` column of /proc/net/udp*)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (`op25b serve --workers N` forks N - 1 children)."""
+    parents: dict[int, list[int]] = collections.defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            target = os.readlink(fd)
+            fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
+        parents[int(fields[1])].append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(parents.get(p, ()))
+    return tree
+
+
+def socket_drops(pid: int) -> int:
+    """Datagrams dropped on the UDP sockets of a process tree (the `drops` column of /proc/net/udp*)."""
+    inodes = set()
+    for member in process_tree(pid):
+        try:
+            fds = list(Path(f"/proc/{member}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
     total = 0
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         try:
@@ -441,9 +467,15 @@ def socket_drops(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process, all threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of the process and its descendants, all threads."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 # --- radclient -------------------------------------------------------------------------------------------
@@ -789,7 +821,7 @@ class Bench:
         return seconds
 
     def start_a(
-        self, tag: str, metrics: bool = False
+        self, tag: str, metrics: bool = False, workers: int = 1
     ) -> Op25bServe:
         self.runs += 1
         assert self.upstream is not None
@@ -798,6 +830,7 @@ class Bench:
             self.db_url,
             self.upstream,
             metrics,
+            workers,
         ).start()
 
     def start_b(self, tag: str) -> SqlProxy:
@@ -877,7 +910,7 @@ class Bench:
         cached: dict[int, RadclientRun] = {}
 
         def measure(side: str) -> RadclientRun:
-            server = self.start_a("tput") if side == "A" else self.start_b("tput")
+            server = self.start_a("tput", workers=args.a_workers) if side == "A" else self.start_b("tput")
             try:
                 addr = server.auth_addr
                 if warm_n:
@@ -1653,6 +1686,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0,
         help="set net.core.rmem_default to this many bytes for the run and restore it afterwards "
         "(B's sockets towards the upstream take the kernel default; 0: leave it alone)",
+    )
+    p.add_argument(
+        "--a-workers",
+        type=int,
+        default=1,
+        help="throughput: run A as `op25b serve --workers N` (CPU and drops summed over its processes)",
     )
     p.add_argument(
         "--latency-rates",
