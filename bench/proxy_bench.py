@@ -1445,7 +1445,9 @@ def markdown(f: Figures) -> str:
     out.append("")
     if f.pairs:
         out.append(
-            f"### Throughput (radclient -p {a.parallel}, {a.requests:,} requests per run, fresh proxy per run)"
+            f"### Throughput (radclient -p {a.parallel}, {a.requests:,} requests per run, fresh proxy per run"
+            + (f"; A is `op25b serve --workers {a.a_workers}`" if a.a_workers > 1 else "")
+            + ")"
         )
         out.append("")
         if f.direct:
