@@ -5,8 +5,10 @@ leaves its lifecycle to the caller (one CLI command or one pipeline step = one t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import ipaddress
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -559,34 +561,37 @@ _SPECIAL_SUBSCRIBERS = _VIEW_ROWS.where(
 )
 
 
-def _views(rows: Sequence[Any]) -> dict[str, d.Subscriber]:
-    exemptions: dict[str, list[d.Exemption]] = {}
+def _views(rows: Iterable[Any]) -> dict[str, d.Subscriber]:
+    """Views from (subscriber, live exemption or NULLs) rows, in one pass that keeps no row."""
+    views: dict[str, d.Subscriber] = {}
     for r in rows:
+        view = views.get(r.username_key)
+        if view is None:
+            # Realm names and IP types repeat across many rows: one string object each.
+            view = d.Subscriber(
+                username=r.username,
+                realm=sys.intern(r.realm) if r.realm else None,
+                ip_type=sys.intern(r.ip_type),
+                static_addresses=tuple(r.static_addresses or ()),
+                class_override=d.FilterClass(r.class_override) if r.class_override else None,
+            )
         if r.created_at is not None:
-            exemptions.setdefault(r.username_key, []).append(d.Exemption(r.reason, r.actor, r.created_at, r.expires_at))
-    return {
-        r.username_key: d.Subscriber(
-            username=r.username,
-            realm=r.realm,
-            ip_type=r.ip_type,
-            static_addresses=tuple(r.static_addresses or ()),
-            class_override=d.FilterClass(r.class_override) if r.class_override else None,
-            exemptions=tuple(exemptions.get(r.username_key, ())),
-        )
-        for r in rows
-    }
+            exemption = d.Exemption(r.reason, r.actor, r.created_at, r.expires_at)
+            view = dataclasses.replace(view, exemptions=(*view.exemptions, exemption))
+        views[r.username_key] = view
+    return views
 
 
 def subscriber_views_many(session: Session, keys: Sequence[str], now: datetime) -> dict[str, d.Subscriber]:
     """Decision views of the subscribers with these username keys, in one query (no ORM
     objects); only exemptions that can still matter at `now` are included."""
-    return _views(session.execute(_SUBSCRIBERS_BY_KEY, {"keys": list(keys), "now": now}).all())
+    return _views(session.execute(_SUBSCRIBERS_BY_KEY, {"keys": list(keys), "now": now}))
 
 
 def special_subscriber_views(session: Session, now: datetime) -> dict[str, d.Subscriber]:
     """Decision views of every subscriber that is not decided like an unknown one: what the
     proxy holds in memory so that no Access-Accept waits for the database."""
-    views = _views(session.execute(_SPECIAL_SUBSCRIBERS, {"now": now}).all())
+    views = _views(session.execute(_SPECIAL_SUBSCRIBERS, {"now": now}))
     return {key: view for key, view in views.items() if not d.decides_as_unknown(view, key)}
 
 

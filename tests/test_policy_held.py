@@ -35,6 +35,7 @@ CASES: dict[str, tuple[dict[str, object], bool]] = {
     "override@isp.example": ({"class": "mobile"}, True),
     "exempt@isp.example": ({"exempt_for": timedelta(days=30)}, True),
     "forever@isp.example": ({"exempt_for": None}, True),
+    "twice@isp.example": ({"exempt_for": timedelta(days=30), "again_for": timedelta(days=60)}, True),
     "expired@isp.example": ({"exempt_for": timedelta(minutes=30)}, False),  # held only until expiry
     "revoked@isp.example": ({"exempt_for": timedelta(days=30), "unexempt": True}, False),
 }
@@ -50,6 +51,8 @@ def _populate(engine, now: datetime) -> None:  # type: ignore[no-untyped-def]
             if "exempt_for" in what:
                 span = what["exempt_for"]
                 store.exempt(s, name, reason="own MTA", until=now + span if span else None, actor="t", now=now)  # type: ignore[operator]
+            if "again_for" in what:
+                store.exempt(s, name, reason="still own MTA", until=now + what["again_for"], actor="t", now=now)  # type: ignore[operator]
             if what.get("unexempt"):
                 store.unexempt(s, name, reason="done", actor="t", now=now)
 
@@ -62,6 +65,7 @@ def test_held_subscribers_are_exactly_those_not_decided_by_default(database_url:
         held = store.special_subscriber_views(s, later)
         realms = store.realm_views(s)
     assert sorted(held) == sorted(store.username_key(n) for n, (_, h) in CASES.items() if h)
+    assert sorted(ex.reason for ex in held["twice@isp.example"].exemptions) == ["own MTA", "still own MTA"]
 
     # The proof that matters: for every subscriber, deciding from what is held (None for the
     # rest) gives the same class, kind and partner permits as deciding from the full record.
