@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.freeradius import free_udp_port
+from tests.freeradius import free_port, free_udp_port
 
 SETPRIV = "/usr/bin/setpriv" if os.path.exists("/usr/bin/setpriv") else None
 
@@ -23,9 +23,7 @@ SETPRIV = "/usr/bin/setpriv" if os.path.exists("/usr/bin/setpriv") else None
 def free_tcp_port() -> int:
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port(socket.SOCK_STREAM)
 
 
 class ProxyProcess:
