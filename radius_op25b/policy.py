@@ -39,7 +39,7 @@ log = logging.getLogger("op25b.policy")
 NOTIFY_CHANNEL = store.NOTIFY_CHANNEL
 RETRY_AFTER = 1.0  # seconds between attempts to reach the database again
 POLL_INTERVAL = 0.5  # SQLite: seconds between reads of the audit log
-FIRST_LOAD_WAIT = 30.0  # seconds `start` waits for the first load before serving without it
+FIRST_LOAD_WAIT = 120.0  # seconds `start` waits for the first load (a dead database fails in 2 s)
 # Changes that can touch any subscriber's decision: everything is loaded again.
 GLOBAL_ACTIONS = ("realm.", "mobile-mta.", "subscriber.import")
 RELOAD_ALL = ("*", "*")
