@@ -42,7 +42,16 @@ def make_engine(url: str, pre_ping: bool = True) -> Engine:
         options: dict[str, Any] = {"pool_pre_ping": pre_ping}
         if url.startswith("postgresql"):
             # A dead server must fail fast: the proxy falls back to cached decisions meanwhile.
-            options["connect_args"] = {"connect_timeout": 2}
+            # TCP keepalives: a connection whose peer vanished (a partition, no RST) errors
+            # within about 20 s instead of the kernel's 15 minutes - the policy watcher's
+            # LISTEN connection then reconnects and reloads.
+            options["connect_args"] = {
+                "connect_timeout": 2,
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 3,
+                "keepalives_count": 3,
+            }
         engine = create_engine(url, **options)
     except Exception as exc:  # bad URL or missing driver
         raise StoreUnavailable(f"database url {redact_url(url)}: {exc}") from None

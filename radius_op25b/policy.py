@@ -24,13 +24,14 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select as sql_select
+from sqlalchemy import Engine, exc as sa_exc, func, select as sql_select
 
 from radius_op25b import attrs as named
 from radius_op25b import db, metrics, store
 from radius_op25b import decision as d
 from radius_op25b import profiles
 from radius_op25b.config import ClientConfig, Config
+from radius_op25b.errors import StoreUnavailable
 from radius_op25b.models import AuditLog
 from radius_op25b.radius import CLASS, FRAMED_IP_ADDRESS, Attributes, get_first
 
@@ -39,6 +40,7 @@ log = logging.getLogger("op25b.policy")
 NOTIFY_CHANNEL = store.NOTIFY_CHANNEL
 RETRY_AFTER = 1.0  # seconds between attempts to reach the database again
 POLL_INTERVAL = 0.5  # SQLite: seconds between reads of the audit log
+HEARTBEAT = 1.0  # PostgreSQL: seconds of silence on the LISTEN connection before a SELECT 1
 FIRST_LOAD_WAIT = 120.0  # seconds `start` waits for the first load (a dead database fails in 2 s)
 # Changes that can touch any subscriber's decision: everything is loaded again.
 GLOBAL_ACTIONS = ("realm.", "mobile-mta.", "subscriber.import")
@@ -103,9 +105,12 @@ class PolicyService:
         self.special: dict[str, d.Subscriber] = {}  # username key -> view, see d.decides_as_unknown
         self.realms: dict[str, d.Realm] = {}
         self.loaded = False  # False until the first load: then policy.on_database_error applies
+        self._ctx_lock = threading.Lock()  # the event loop (SIGHUP) and the watcher both rebuild ctx
+        self._blocks: tuple[d.IPNetwork, ...] = ()
         self.ctx = profiles.FilterContext(config.filters, ())
         self._decisions: dict[tuple[str, str], Any] = {}
         self._down_since: float | None = None
+        self._down_what = ""
         self._first_attempt = threading.Event()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -133,17 +138,19 @@ class PolicyService:
         self.splice = Splice(self.config, value)  # names or blocks changed: rebuild the memo
 
     def reconfigure(self, config: Config) -> None:
-        self.config = config
-        self.ctx = profiles.FilterContext(config.filters, self.ctx.mobile_mta_blocks)
+        with self._ctx_lock:
+            self.config = config
+            self.ctx = profiles.FilterContext(config.filters, self._blocks)
 
     # --- the relay's hook ----------------------------------------------------------------------
 
     def rewrite_accept(self, job: Any, attributes: Attributes) -> Attributes:
         client: ClientConfig = job.client
-        username = job.username or ""
-        request = d.Request(username, framed_ip(attributes), client.name, client.enforce)
+        # The key (stripped, lower-cased) stands for the name throughout, as it does in
+        # d.decides_as_unknown: held or not, the realm comes out the same.
+        key = store.username_key(job.username or "")
+        request = d.Request(key, framed_ip(attributes), client.name, client.enforce)
         if self.loaded:
-            key = store.username_key(username)
             subscriber = self.special.get(key)
             realm_name = (subscriber.realm if subscriber is not None else None) or d.realm_of(key)
             realm = self.realms.get(realm_name) if realm_name else None
@@ -164,6 +171,8 @@ class PolicyService:
         changes = self._postgres_changes if self.engine.dialect.name == "postgresql" else self._audit_log_changes
         while not self._stop.is_set():
             try:
+                if not self.loaded:  # `serve` may have started before the database answered
+                    db.require_current_schema(self.engine)
                 for batch in changes():  # the first batch is RELOAD_ALL, once we are listening
                     self._apply(batch)
                     if self.on_change is not None:
@@ -199,11 +208,17 @@ class PolicyService:
             realms = store.realm_views(session)
             special = store.special_subscriber_views(session, self.now())
         self.realms, self.special = realms, special
-        self.ctx = profiles.FilterContext(self.config.filters, blocks)
+        with self._ctx_lock:
+            self._blocks = blocks
+            self.ctx = profiles.FilterContext(self.config.filters, blocks)
+        if not self.loaded:
+            # At start, before any traffic: the views live long and hold no cycles, so keep
+            # the cyclic collector from walking them on every full collection (its pauses
+            # would show in the reply latency). Not on later reloads: freezing then would
+            # also keep whatever cyclic garbage exists at that moment.
+            gc.collect()
+            gc.freeze()
         self.loaded = True
-        # The views live long and hold no cycles: keep the cyclic collector from walking them
-        # again on every full collection (its pauses would show in the reply latency).
-        gc.freeze()
         metrics.SPECIAL_SUBSCRIBERS.set(len(special))
         log.info(
             "policy loaded in %.2fs: %d subscriber(s) not on their default, %d realm(s), %d mobile MTA block(s)",
@@ -236,11 +251,13 @@ class PolicyService:
                 cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
             yield [RELOAD_ALL]
             while not self._stop.is_set():
-                if select.select([connection], [], [], 1.0) == ([], [], []):
+                if select.select([connection], [], [], HEARTBEAT) == ([], [], []):
                     with connection.cursor() as cursor:
-                        cursor.execute("SELECT 1")  # notice a dead server within a second
-                    continue
-                connection.poll()
+                        # Notice a dead server within a second. A notification that arrives
+                        # meanwhile is read by this query: it is taken below, not left waiting.
+                        cursor.execute("SELECT 1")
+                else:
+                    connection.poll()
                 batch = []
                 while connection.notifies:
                     action, _, target = connection.notifies.pop(0).payload.partition("\t")
@@ -255,12 +272,16 @@ class PolicyService:
 
     def _database_failed(self, exc: Exception) -> None:
         metrics.DATABASE_ERRORS.inc()
-        if self._down_since is None:
-            self._down_since = time.monotonic()
+        dbapi = self.engine.dialect.dbapi
+        connection_errors = (StoreUnavailable, sa_exc.OperationalError, sa_exc.InterfaceError, dbapi.OperationalError, dbapi.InterfaceError)
+        what = "database unavailable" if isinstance(exc, connection_errors) else f"cannot load the policy ({type(exc).__name__})"
+        if self._down_since is None or what != self._down_what:
+            self._down_since = self._down_since or time.monotonic()
+            self._down_what = what
             held = "the subscribers loaded before" if self.loaded else "policy.on_database_error (nothing loaded yet)"
-            log.error("database unavailable, deciding from %s: %s", held, exc)
+            log.error("%s, deciding from %s: %s", what, held, exc)
 
     def _database_ok(self) -> None:
         if self._down_since is not None:
             log.warning("database available again after %.0fs", time.monotonic() - self._down_since)
-            self._down_since = None
+            self._down_since, self._down_what = None, ""

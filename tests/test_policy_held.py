@@ -6,6 +6,7 @@ SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -69,17 +70,22 @@ def test_held_subscribers_are_exactly_those_not_decided_by_default(database_url:
 
     # The proof that matters: for every subscriber, deciding from what is held (None for the
     # rest) gives the same class, kind and partner permits as deciding from the full record.
+    # Held at `later`, or loaded at NOW and decided an hour later (the short exemption expired
+    # in between, while held).
+    with db.reading(engine) as s:
+        held_earlier = store.special_subscriber_views(s, NOW)
     settings = d.Settings()
     for name in CASES:
         key = store.username_key(name)
         with db.transaction(engine) as s:
             full_view, realm = store.policy_inputs(s, name)
-        mine = held.get(key)
-        realm_name = (mine.realm if mine else None) or d.realm_of(key)
         request = d.Request(name, ipaddress.ip_address("100.64.0.1"))
         a = d.decide(request, full_view, realm, settings, later)
-        b = d.decide(request, mine, realms.get(realm_name) if realm_name else None, settings, later)
-        assert (a.filter_class, a.reason_kind, a.realm, a.msa_permits) == (b.filter_class, b.reason_kind, b.realm, b.msa_permits), name
+        for source in (held, held_earlier):
+            mine = source.get(key)
+            realm_name = (mine.realm if mine else None) or d.realm_of(key)
+            b = d.decide(request, mine, realms.get(realm_name) if realm_name else None, settings, later)
+            assert (a.filter_class, a.reason_kind, a.realm, a.msa_permits) == (b.filter_class, b.reason_kind, b.realm, b.msa_permits), name
     engine.dispose()
 
 
@@ -152,3 +158,56 @@ def test_bulk_changes_reload_everything(service) -> None:  # type: ignore[no-unt
     with db.transaction(engine) as s:  # a realm's default changes everyone in it
         store.add_realm(s, "isp-m.example", actor="t", now=now, default_class="mobile")
     _eventually(lambda: _tag(policy, "someone@isp-m.example") == "op25b:mobile")
+
+
+def test_a_change_notified_during_the_heartbeat_is_applied(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: a NOTIFY that arrives while the watcher's SELECT 1 runs is read by that
+    query; it must be applied then, not wait for some later, unrelated notification."""
+    import select as real
+
+    from radius_op25b import policy as policy_module
+
+    engine = db.make_engine(postgres_url)
+    user = f"beat-{time.monotonic_ns()}@isp.example"
+    with db.transaction(engine) as s:
+        store.add_subscriber(s, user, actor="t", now=datetime.now(UTC))
+    changed = threading.Event()
+
+    def select_then_change(r, w, x, timeout):  # type: ignore[no-untyped-def]
+        ready = real.select(r, w, x, timeout)
+        if ready == ([], [], []) and not changed.is_set():
+            changed.set()  # committed after select() gave up, before the heartbeat query
+            with db.transaction(engine) as s:
+                store.exempt(s, user, reason="own MTA", until=None, actor="t", now=datetime.now(UTC))
+            time.sleep(0.2)  # the notification is in the socket now: SELECT 1 will read it
+        return ready
+
+    monkeypatch.setattr(policy_module, "select", SimpleNamespace(select=select_then_change))
+    monkeypatch.setattr(policy_module, "HEARTBEAT", 0.05)
+    policy = PolicyService(Config(database_url=postgres_url), engine)
+    policy.start()
+    try:
+        assert changed.wait(5)
+        _eventually(lambda: store.username_key(user) in policy.special, within=3)
+    finally:
+        policy.close()
+        with db.transaction(engine) as s:
+            store.unexempt(s, user, reason="done", actor="t", now=datetime.now(UTC))
+        engine.dispose()
+
+
+def test_started_before_the_schema_exists_then_loads_once_upgraded(tmp_path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    engine = db.make_engine(url)
+    policy = PolicyService(Config(database_url=url), engine)
+    with caplog.at_level("ERROR", logger="op25b.policy"):
+        policy.start()
+        try:
+            assert not policy.loaded
+            assert _tag(policy, "anyone@isp.example") == "op25b:full"  # on_database_error = default
+            assert "cannot load the policy (SchemaOutOfDate)" in caplog.text and "op25b db upgrade" in caplog.text
+            db.upgrade(engine)
+            _eventually(lambda: policy.loaded, within=5)
+        finally:
+            policy.close()
+            engine.dispose()
