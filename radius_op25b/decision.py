@@ -90,8 +90,10 @@ class Decision:
 
 
 def realm_of(username: str) -> str | None:
-    """The realm part of `user@realm`, lower-cased; None when the name carries no realm."""
+    """The realm part of `user@realm`, stripped and lower-cased (as realms are stored); None
+    when the name carries no realm."""
     _, at, realm = username.rpartition("@")
+    realm = realm.strip()
     return realm.lower() if at and realm else None
 
 

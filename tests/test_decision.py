@@ -102,7 +102,7 @@ def test_subscriber_realm_wins_over_the_username_suffix() -> None:
     assert decide(Request("plainname"), s, Realm("isp-b.example", MOBILE), Settings(), NOW).realm == "isp-b.example"
 
 
-@pytest.mark.parametrize(("name", "realm"), [("a@ISP.Example", "isp.example"), ("noatsign", None), ("a@", None), ("a@b@c.example", "c.example")])
+@pytest.mark.parametrize(("name", "realm"), [("a@ISP.Example", "isp.example"), ("noatsign", None), ("a@", None), ("a@ ", None), ("a@b@c.example", "c.example"), ("bob@ isp.example ", "isp.example")])
 def test_realm_of(name: str, realm: str | None) -> None:
     assert realm_of(name) == realm
 
