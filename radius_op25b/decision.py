@@ -97,6 +97,11 @@ def realm_of(username: str) -> str | None:
     return realm.lower() if at and realm else None
 
 
+def realm_name(subscriber: Subscriber | None, username: str) -> str | None:
+    """The realm a session is decided under: the subscriber's own, else the one in its name."""
+    return (subscriber.realm if subscriber is not None else None) or realm_of(username)
+
+
 def decides_as_unknown(subscriber: Subscriber, key: str) -> bool:
     """True when `subscriber` (whose lower-cased name is `key`) gets the decision of a
     subscriber not in the database: dynamic, no class override, no exemption that is still
@@ -131,12 +136,10 @@ def decide(
     now: datetime,
 ) -> Decision:
     """The filter class for one session (DESIGN §2, first match wins)."""
-    realm_name = (subscriber.realm if subscriber and subscriber.realm else None) or realm_of(
-        request.username
-    )
+    name = realm_name(subscriber, request.username)
 
     def plain(cls: FilterClass, reason: str, kind: str) -> Decision:
-        return Decision(cls, reason, kind, realm_name)
+        return Decision(cls, reason, kind, name)
 
     # 1. The NAS has enforcement off.
     if not request.nas_enforces:
@@ -162,7 +165,7 @@ def decide(
     else:
         who = "" if subscriber is not None else "not in the database; "
         cls, reason, kind = settings.default_class, f"{who}policy default {settings.default_class}", "default"
-    return _with_partner_permits(Decision(cls, reason, kind, realm_name), realm, now)
+    return _with_partner_permits(Decision(cls, reason, kind, name), realm, now)
 
 
 def decide_without_database(request: Request, settings: Settings) -> Decision:

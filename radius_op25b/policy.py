@@ -152,7 +152,7 @@ class PolicyService:
         request = d.Request(key, framed_ip(attributes), client.name, client.enforce)
         if self.loaded:
             subscriber = self.special.get(key)
-            realm_name = (subscriber.realm if subscriber is not None else None) or d.realm_of(key)
+            realm_name = d.realm_name(subscriber, key)
             realm = self.realms.get(realm_name) if realm_name else None
             decision = d.decide(request, subscriber, realm, self.config.policy, self.now())
         else:

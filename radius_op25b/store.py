@@ -518,9 +518,10 @@ def realm_view(realm: Realm) -> d.Realm:
 def policy_inputs(session: Session, username: str) -> tuple[d.Subscriber | None, d.Realm | None]:
     """The subscriber and realm the decision needs, as plain values."""
     sub = find_subscriber(session, username)
-    realm_name = (sub.realm if sub is not None else None) or d.realm_of(username)
+    view = subscriber_view(sub) if sub else None
+    realm_name = d.realm_name(view, username)
     realm = find_realm(session, realm_name) if realm_name else None
-    return (subscriber_view(sub) if sub else None), (realm_view(realm) if realm else None)
+    return view, (realm_view(realm) if realm else None)
 
 
 def mobile_mta_networks(session: Session) -> tuple[d.IPNetwork, ...]:

@@ -83,7 +83,7 @@ def test_held_subscribers_are_exactly_those_not_decided_by_default(database_url:
         a = d.decide(request, full_view, realm, settings, later)
         for source in (held, held_earlier):
             mine = source.get(key)
-            realm_name = (mine.realm if mine else None) or d.realm_of(key)
+            realm_name = d.realm_name(mine, key)
             b = d.decide(request, mine, realms.get(realm_name) if realm_name else None, settings, later)
             assert (a.filter_class, a.reason_kind, a.realm, a.msa_permits) == (b.filter_class, b.reason_kind, b.realm, b.msa_permits), name
     engine.dispose()
