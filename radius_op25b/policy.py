@@ -192,13 +192,12 @@ class PolicyService:
         if not keys:
             return
         with db.reading(self.engine) as session:
-            views = store.subscriber_views_many(session, keys, self.now())
+            held = store.special_subscriber_views(session, self.now(), keys)
         for key in keys:
-            view = views.get(key)
-            if view is None or d.decides_as_unknown(view, key):
-                self.special.pop(key, None)
+            if key in held:
+                self.special[key] = held[key]
             else:
-                self.special[key] = view
+                self.special.pop(key, None)
         metrics.SPECIAL_SUBSCRIBERS.set(len(self.special))
 
     def _load_all(self) -> None:

@@ -583,17 +583,15 @@ def _views(rows: Iterable[Any]) -> dict[str, d.Subscriber]:
     return views
 
 
-def subscriber_views_many(session: Session, keys: Sequence[str], now: datetime) -> dict[str, d.Subscriber]:
-    """Decision views of the subscribers with these username keys, in one query (no ORM
-    objects); only exemptions that can still matter at `now` are included."""
-    return _views(session.execute(_SUBSCRIBERS_BY_KEY, {"keys": list(keys), "now": now}))
-
-
-def special_subscriber_views(session: Session, now: datetime) -> dict[str, d.Subscriber]:
-    """Decision views of every subscriber that is not decided like an unknown one: what the
+def special_subscriber_views(session: Session, now: datetime, keys: Sequence[str] | None = None) -> dict[str, d.Subscriber]:
+    """Decision views (no ORM objects; only exemptions that still matter at `now`) of every
+    subscriber that is not decided like an unknown one - or of those among `keys`: what the
     proxy holds in memory so that no Access-Accept waits for the database."""
-    views = _views(session.execute(_SPECIAL_SUBSCRIBERS, {"now": now}))
-    return {key: view for key, view in views.items() if not d.decides_as_unknown(view, key)}
+    if keys is None:
+        rows = session.execute(_SPECIAL_SUBSCRIBERS, {"now": now})
+    else:
+        rows = session.execute(_SUBSCRIBERS_BY_KEY, {"keys": list(keys), "now": now})
+    return {key: view for key, view in _views(rows).items() if not d.decides_as_unknown(view, key)}
 
 
 def realm_views(session: Session) -> dict[str, d.Realm]:
