@@ -94,8 +94,9 @@ _CLASS_TAGS = {cls: ((CLASS, f"op25b:{cls}".encode()),) for cls in d.FilterClass
 class PolicyService:
     """Decides and rewrites Accepts for the relay; owns what is held in memory and its watcher.
 
-    The watcher thread is the only writer: it swaps whole dicts or sets single keys, which the
-    event loop reads without locks (each is one atomic step under the GIL).
+    The watcher thread is the only writer of the held subscribers and realms: it swaps whole
+    dicts or sets single keys, which the event loop reads without locks (each is one atomic step
+    under the GIL). The filter context has two writers (SIGHUP, a reload) and a lock.
     """
 
     def __init__(self, config: Config, engine: Engine, on_change: Callable[[], None] | None = None) -> None:
@@ -106,7 +107,6 @@ class PolicyService:
         self.realms: dict[str, d.Realm] = {}
         self.loaded = False  # False until the first load: then policy.on_database_error applies
         self._ctx_lock = threading.Lock()  # the event loop (SIGHUP) and the watcher both rebuild ctx
-        self._blocks: tuple[d.IPNetwork, ...] = ()
         self.ctx = profiles.FilterContext(config.filters, ())
         self._decisions: dict[tuple[str, str], Any] = {}
         self._down_since: float | None = None
@@ -140,7 +140,7 @@ class PolicyService:
     def reconfigure(self, config: Config) -> None:
         with self._ctx_lock:
             self.config = config
-            self.ctx = profiles.FilterContext(config.filters, self._blocks)
+            self.ctx = profiles.FilterContext(config.filters, self.ctx.mobile_mta_blocks)
 
     # --- the relay's hook ----------------------------------------------------------------------
 
@@ -208,7 +208,6 @@ class PolicyService:
             special = store.special_subscriber_views(session, self.now())
         self.realms, self.special = realms, special
         with self._ctx_lock:
-            self._blocks = blocks
             self.ctx = profiles.FilterContext(self.config.filters, blocks)
         if not self.loaded:
             # At start, before any traffic: the views live long and hold no cycles, so keep
