@@ -714,13 +714,28 @@ def _add_jobs(session: Session, sessions: Iterable[Any], cause: str, now: dateti
         session.add(CoaJob(session_id=session_id, username_key=key, cause=cause, status="pending", attempts=0, created_at=now, next_attempt_at=now))
 
 
+# What the push worker has to do at `now` (one condition each, shared by the work itself and by
+# push_work_due's cheap probe): exemptions and permits that expired and were not pushed yet,
+# jobs due, and jobs whose claim ran out.
+def _exemption_expired_unpushed(now: Any) -> Any:
+    return (Exemption.expires_at <= now) & Exemption.revoked_at.is_(None) & Exemption.expiry_pushed_at.is_(None)
+
+
+def _permit_expired_unpushed(now: Any) -> Any:
+    return (RealmMsaPermit.permit_until <= now) & RealmMsaPermit.expiry_pushed_at.is_(None)
+
+
+def _job_claimable(now: Any) -> Any:
+    due = (CoaJob.status == "pending") & (CoaJob.next_attempt_at <= now)
+    stale = (CoaJob.status == "sending") & (CoaJob.claimed_until < now)
+    return due | stale
+
+
 def queue_expired(session: Session, now: datetime) -> int:
     """Exemptions and MSA permits that expired since the last sweep become pushes, once each."""
     queued = 0
     expired = session.execute(
-        select(Exemption.id, Subscriber.username_key)
-        .join(Subscriber)
-        .where(Exemption.expires_at <= now, Exemption.revoked_at.is_(None), Exemption.expiry_pushed_at.is_(None))
+        select(Exemption.id, Subscriber.username_key).join(Subscriber).where(_exemption_expired_unpushed(now))
     ).all()
     for exemption_id, key in expired:
         claimed = session.execute(
@@ -729,7 +744,7 @@ def queue_expired(session: Session, now: datetime) -> int:
         if claimed:  # another instance may have swept it first
             queued += queue_pushes(session, cause="exemption.expired", now=now, username=key)
     permits = session.execute(
-        select(RealmMsaPermit.id, Realm.name).join(Realm).where(RealmMsaPermit.permit_until <= now, RealmMsaPermit.expiry_pushed_at.is_(None))
+        select(RealmMsaPermit.id, Realm.name).join(Realm).where(_permit_expired_unpushed(now))
     ).all()
     for permit_id, realm_name in permits:
         claimed = session.execute(
@@ -742,11 +757,9 @@ def queue_expired(session: Session, now: datetime) -> int:
 
 _NOW = bindparam("now", type_=UTCDateTime())
 _PUSH_WORK_DUE = select(
-    exists().where(
-        ((CoaJob.status == "pending") & (CoaJob.next_attempt_at <= _NOW)) | ((CoaJob.status == "sending") & (CoaJob.claimed_until < _NOW))
-    )
-    | exists().where(Exemption.expires_at <= _NOW, Exemption.revoked_at.is_(None), Exemption.expiry_pushed_at.is_(None))
-    | exists().where(RealmMsaPermit.permit_until <= _NOW, RealmMsaPermit.expiry_pushed_at.is_(None))
+    exists().where(_job_claimable(_NOW))
+    | exists().where(_exemption_expired_unpushed(_NOW))
+    | exists().where(_permit_expired_unpushed(_NOW))
 )
 
 
@@ -759,9 +772,7 @@ def claim_pushes(session: Session, now: datetime, limit: int = 50, lease: timede
     """Jobs due now, claimed for this instance until `lease` runs out (a crashed instance's
     claims expire and are taken again). PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent
     instances take disjoint jobs; every dialect: a compare-and-set on the status as well."""
-    due = (CoaJob.status == "pending") & (CoaJob.next_attempt_at <= now)
-    stale = (CoaJob.status == "sending") & (CoaJob.claimed_until < now)
-    query = select(CoaJob).where(due | stale).order_by(CoaJob.id).limit(limit)
+    query = select(CoaJob).where(_job_claimable(now)).order_by(CoaJob.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     claimed = []
