@@ -78,13 +78,18 @@ def redact_url(url: str) -> str:
 
 
 @contextlib.contextmanager
-def _unavailable_as_store_error(engine: Engine) -> Iterator[None]:
-    """A lost or refused connection leaves here as StoreUnavailable; a SQL bug stays a bug."""
+def unavailable_as_store_error(engine: Engine) -> Iterator[None]:
+    """A lost or refused connection leaves here as StoreUnavailable; a SQL bug stays a bug.
+    Also for work on the driver's own connection (the policy watcher's LISTEN), whose errors
+    are the driver's, not SQLAlchemy's."""
+    dbapi = engine.dialect.dbapi
     try:
         yield
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, DBAPIError) and not exc.connection_invalidated and not isinstance(exc, OperationalError):
             raise
+        raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
+    except (dbapi.OperationalError, dbapi.InterfaceError) as exc:
         raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
 
 
@@ -92,7 +97,7 @@ def _unavailable_as_store_error(engine: Engine) -> Iterator[None]:
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error; DB failures become StoreUnavailable."""
     factory = sessionmaker(engine, expire_on_commit=False)
-    with _unavailable_as_store_error(engine), factory.begin() as session:
+    with unavailable_as_store_error(engine), factory.begin() as session:
         yield session
 
 
@@ -106,7 +111,7 @@ def reading(engine: Engine) -> Iterator[Session]:
     if pair is None or pair[0] is not engine:
         # Made once per engine: execution_options() builds a new engine proxy each call.
         pair = _readers[id(engine)] = (engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
-    with _unavailable_as_store_error(engine), Session(pair[1]) as session:
+    with unavailable_as_store_error(engine), Session(pair[1]) as session:
         yield session
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, exc as sa_exc, func, select as sql_select
+from sqlalchemy import Engine, func, select as sql_select
 
 from radius_op25b import attrs as named
 from radius_op25b import db, metrics, store
@@ -241,38 +241,37 @@ class PolicyService:
     def _postgres_changes(self) -> Iterator[list[Change]]:
         """PostgreSQL: LISTEN on a dedicated connection, then load everything (a change
         committed after LISTEN is notified; one before is in the load)."""
-        raw = self.engine.raw_connection()
-        try:
-            connection: Any = raw.driver_connection
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            yield [RELOAD_ALL]
-            while not self._stop.is_set():
-                if select.select([connection], [], [], HEARTBEAT) == ([], [], []):
-                    with connection.cursor() as cursor:
-                        # Notice a dead server within a second. A notification that arrives
-                        # meanwhile is read by this query: it is taken below, not left waiting.
-                        cursor.execute("SELECT 1")
-                else:
-                    connection.poll()
-                batch = []
-                while connection.notifies:
-                    action, _, target = connection.notifies.pop(0).payload.partition("\t")
-                    batch.append((action, target))
-                if batch:
-                    yield batch
-        finally:
+        with db.unavailable_as_store_error(self.engine):
+            raw = self.engine.raw_connection()
             try:
-                raw.invalidate()
-            except Exception:
-                pass
+                connection: Any = raw.driver_connection
+                connection.autocommit = True
+                with connection.cursor() as cursor:
+                    cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                yield [RELOAD_ALL]
+                while not self._stop.is_set():
+                    if select.select([connection], [], [], HEARTBEAT) == ([], [], []):
+                        with connection.cursor() as cursor:
+                            # Notice a dead server within a second. A notification that arrives
+                            # meanwhile is read by this query: it is taken below, not left waiting.
+                            cursor.execute("SELECT 1")
+                    else:
+                        connection.poll()
+                    batch = []
+                    while connection.notifies:
+                        action, _, target = connection.notifies.pop(0).payload.partition("\t")
+                        batch.append((action, target))
+                    if batch:
+                        yield batch
+            finally:
+                try:
+                    raw.invalidate()
+                except Exception:
+                    pass
 
     def _database_failed(self, exc: Exception) -> None:
         metrics.DATABASE_ERRORS.inc()
-        dbapi = self.engine.dialect.dbapi
-        connection_errors = (StoreUnavailable, sa_exc.OperationalError, sa_exc.InterfaceError, dbapi.OperationalError, dbapi.InterfaceError)
-        what = "database unavailable" if isinstance(exc, connection_errors) else f"cannot load the policy ({type(exc).__name__})"
+        what = "database unavailable" if isinstance(exc, StoreUnavailable) else f"cannot load the policy ({type(exc).__name__})"
         if self._down_since is None or what != self._down_what:
             self._down_since = self._down_since or time.monotonic()
             self._down_what = what
