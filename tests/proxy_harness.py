@@ -26,6 +26,16 @@ def free_tcp_port() -> int:
     return free_port(socket.SOCK_STREAM)
 
 
+def wait_until(check, timeout: float, step: float = 0.1):  # type: ignore[no-untyped-def]
+    """Call `check` until it returns something true or `timeout` seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
 class ProxyProcess:
     def __init__(self, tmp_dir: Path, body: str, *, database_url: str | None = None, serve_args: tuple[str, ...] = ()) -> None:
         self.serve_args = serve_args

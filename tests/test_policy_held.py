@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -19,6 +19,7 @@ from radius_op25b import decision as d
 from radius_op25b.config import ClientConfig, Config, Secret
 from radius_op25b.policy import PolicyService
 from radius_op25b.radius import CLASS, FRAMED_IP_ADDRESS
+from tests.proxy_harness import wait_until
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
@@ -102,14 +103,6 @@ def _tag(service: PolicyService, username: str) -> str:
     return next(v.decode() for t, v in attrs if t == CLASS)
 
 
-def _eventually(check: Callable[[], bool], within: float = 5.0) -> float:
-    start = time.monotonic()
-    while not check():
-        assert time.monotonic() - start < within, "not within the time allowed"
-        time.sleep(0.05)
-    return time.monotonic() - start
-
-
 @pytest.fixture
 def service(database_url: str) -> Iterator[tuple[PolicyService, object]]:
     engine = db.make_engine(database_url)
@@ -136,12 +129,12 @@ def test_loaded_at_start_then_each_change_is_followed(service) -> None:  # type:
     with db.transaction(engine) as s:
         store.exempt(s, "plain@isp.example", reason="own MTA", until=None, actor="t", now=now)
         store.set_dynamic(s, "static@isp.example", actor="t", now=now)
-    _eventually(lambda: _tag(policy, "plain@isp.example") == "op25b:none" and _tag(policy, "static@isp.example") == "op25b:full")
+    assert wait_until(lambda: _tag(policy, "plain@isp.example") == "op25b:none" and _tag(policy, "static@isp.example") == "op25b:full", 5)
     assert "plain@isp.example" in policy.special and "static@isp.example" not in policy.special
 
     with db.transaction(engine) as s:
         store.unexempt(s, "plain@isp.example", reason="done", actor="t", now=now)
-    _eventually(lambda: "plain@isp.example" not in policy.special)
+    assert wait_until(lambda: "plain@isp.example" not in policy.special, 5)
     assert _tag(policy, "plain@isp.example") == "op25b:full"
 
 
@@ -151,13 +144,13 @@ def test_bulk_changes_reload_everything(service) -> None:  # type: ignore[no-unt
     rows = store.parse_import_csv("new1@isp.example,,static,198.51.100.9,,\nnew2@isp.example,,dynamic,,,\n", "t.csv")
     with db.transaction(engine) as s:
         store.import_subscribers(s, rows, actor="t", now=now, source="t.csv")
-    _eventually(lambda: "new1@isp.example" in policy.special)
+    assert wait_until(lambda: "new1@isp.example" in policy.special, 5)
     assert "new2@isp.example" not in policy.special  # imported, but decided by default
     assert _tag(policy, "new1@isp.example") == "op25b:none"
 
     with db.transaction(engine) as s:  # a realm's default changes everyone in it
         store.add_realm(s, "isp-m.example", actor="t", now=now, default_class="mobile")
-    _eventually(lambda: _tag(policy, "someone@isp-m.example") == "op25b:mobile")
+    assert wait_until(lambda: _tag(policy, "someone@isp-m.example") == "op25b:mobile", 5)
 
 
 def test_a_change_notified_during_the_heartbeat_is_applied(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,7 +181,7 @@ def test_a_change_notified_during_the_heartbeat_is_applied(postgres_url: str, mo
     policy.start()
     try:
         assert changed.wait(5)
-        _eventually(lambda: store.username_key(user) in policy.special, within=3)
+        assert wait_until(lambda: store.username_key(user) in policy.special, 3)
     finally:
         policy.close()
         with db.transaction(engine) as s:
@@ -207,7 +200,7 @@ def test_started_before_the_schema_exists_then_loads_once_upgraded(tmp_path, cap
             assert _tag(policy, "anyone@isp.example") == "op25b:full"  # on_database_error = default
             assert "cannot load the policy (SchemaOutOfDate)" in caplog.text and "op25b db upgrade" in caplog.text
             db.upgrade(engine)
-            _eventually(lambda: policy.loaded, within=5)
+            assert wait_until(lambda: policy.loaded, 5)
         finally:
             policy.close()
             engine.dispose()

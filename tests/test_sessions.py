@@ -36,7 +36,7 @@ from radius_op25b.radius import (
 from tests.freeradius import RADCLIENT, DICT_DIR, TEMPLATE_DIR, parse_reply, radclient
 from tests.nas_standin import NasStandIn
 from tests.pg_private import PrivatePostgres
-from tests.proxy_harness import ProxyProcess, client_block, upstream_block
+from tests.proxy_harness import ProxyProcess, client_block, upstream_block, wait_until
 
 NAS_SECRET = "nas-secret"
 T0 = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
@@ -118,15 +118,6 @@ def cli_json(proxy: ProxyProcess, *args: str):  # type: ignore[no-untyped-def]
     done = proxy.op25b(*args, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
-
-
-def wait_until(check, timeout: float, step: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 def test_accounting_through_the_proxy_makes_sessions(tmp_path: Path, upstream) -> None:  # type: ignore[no-untyped-def]
