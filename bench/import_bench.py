@@ -32,9 +32,11 @@ import sqlalchemy
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-from radius_op25b import db, profiles, store
-from radius_op25b.config import Config, load_config
-from radius_op25b.decision import Request, decide
+from radius_op25b import store
+from radius_op25b.store import db
+from radius_op25b.core import profiles
+from radius_op25b.core.config import Config, load_config
+from radius_op25b.core.decision import Request, decide
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "RESULTS-import.md"

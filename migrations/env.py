@@ -7,7 +7,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
-from radius_op25b.models import Base
+from radius_op25b.store.models import Base
 
 target_metadata = Base.metadata
 
@@ -18,8 +18,8 @@ def _engine() -> Engine:
         return engine  # type: ignore[no-any-return]
     import os
 
-    from radius_op25b.config import load_config
-    from radius_op25b.db import make_engine
+    from radius_op25b.core.config import load_config
+    from radius_op25b.store.db import make_engine
 
     return make_engine(os.environ.get("OP25B_DATABASE_URL") or load_config().database_url)
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
-from radius_op25b import db
-from radius_op25b.models import Base
+from radius_op25b.store import db
+from radius_op25b.store.models import Base
 
 PG_ADMIN_URL = os.environ.get("OP25B_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from radius_op25b.cli import main
-from radius_op25b.models import Base
+from radius_op25b.store.models import Base
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ALICE = "alice@isp.example"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from radius_op25b.config import Secret, load_config, parse_config
+from radius_op25b.core.config import Secret, load_config, parse_config
 from radius_op25b.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

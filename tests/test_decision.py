@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from radius_op25b.decision import (
+from radius_op25b.core.decision import (
     Decision,
     Exemption,
     FilterClass,

@@ -16,7 +16,7 @@ import pyrad.tools
 import pytest
 from pyrad import packet
 
-from radius_op25b import dictionary as op25b_dictionary
+from radius_op25b.radius import dictionary as op25b_dictionary
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 OUR_MAIN = REPO / "dictionaries" / "dictionary"
@@ -424,7 +424,7 @@ def test_cross_check_catches_a_typo(tmp_path: pathlib.Path, freeradius: DictFile
     assert attribute_mismatches(read_dictionaries(copy / "dictionary"), freeradius) != []
 
 
-# --- radius_op25b.dictionary ------------------------------------------------------------------
+# --- radius_op25b.radius.dictionary ------------------------------------------------------------------
 
 
 def test_dictionary_path_points_at_our_main_file() -> None:

@@ -14,10 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from radius_op25b import db, store
-from radius_op25b import decision as d
-from radius_op25b.config import ClientConfig, Config, Secret
-from radius_op25b.policy import PolicyService
+from radius_op25b import store
+from radius_op25b.store import db
+from radius_op25b.core import decision as d
+from radius_op25b.core.config import ClientConfig, Config, Secret
+from radius_op25b.services.policy import PolicyService
 from radius_op25b.radius import CLASS, FRAMED_IP_ADDRESS
 from tests.proxy_harness import wait_until
 
@@ -158,7 +159,7 @@ def test_a_change_notified_during_the_heartbeat_is_applied(postgres_url: str, mo
     query; it must be applied then, not wait for some later, unrelated notification."""
     import select as real
 
-    from radius_op25b import policy as policy_module
+    from radius_op25b.services import policy as policy_module
 
     engine = db.make_engine(postgres_url)
     user = f"beat-{time.monotonic_ns()}@isp.example"

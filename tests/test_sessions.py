@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from radius_op25b import db, store
-from radius_op25b.accounting import AccountingRecord
+from radius_op25b import store
+from radius_op25b.store import db
+from radius_op25b.core.accounting import AccountingRecord
 from radius_op25b.radius import (
     ACCT_SESSION_ID,
     COA_REQUEST,
@@ -342,7 +343,7 @@ def test_no_accounting_lost_across_database_outage_and_sigkill(tmp_path: Path, u
 def _jobs(engine) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
-    from radius_op25b.models import CoaJob
+    from radius_op25b.store.models import CoaJob
 
     with db.transaction(engine) as session:
         return [(j.username_key, j.cause) for j in session.scalars(select(CoaJob).order_by(CoaJob.id))]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import radius_op25b.models
+import radius_op25b.store.models
 
 
 revision: str = '0001'
@@ -24,7 +24,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table('audit_log',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('at', radius_op25b.models.UTCDateTime(), nullable=False),
+    sa.Column('at', radius_op25b.store.models.UTCDateTime(), nullable=False),
     sa.Column('actor', sa.String(length=100), nullable=False),
     sa.Column('action', sa.String(length=64), nullable=False),
     sa.Column('target', sa.String(length=253), nullable=False),
@@ -41,7 +41,7 @@ def upgrade() -> None:
     sa.Column('cidr', sa.String(length=49), nullable=False),
     sa.Column('carrier', sa.String(length=100), nullable=False),
     sa.Column('note', sa.Text(), nullable=True),
-    sa.Column('created_at', radius_op25b.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', radius_op25b.store.models.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mobile_mta_blocks')),
     sa.UniqueConstraint('cidr', name=op.f('uq_mobile_mta_blocks_cidr'))
     )
@@ -52,8 +52,8 @@ def upgrade() -> None:
     sa.Column('model', sa.String(length=1), nullable=True),
     sa.Column('filter_name', sa.String(length=100), nullable=True),
     sa.Column('note', sa.Text(), nullable=True),
-    sa.Column('created_at', radius_op25b.models.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', radius_op25b.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', radius_op25b.store.models.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', radius_op25b.store.models.UTCDateTime(), nullable=False),
     sa.CheckConstraint("default_class IN ('full', 'mobile', 'none')", name=op.f('ck_realms_default_class')),
     sa.CheckConstraint("model IN ('A', 'B', 'C')", name=op.f('ck_realms_model')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_realms')),
@@ -70,9 +70,9 @@ def upgrade() -> None:
     sa.Column('framed_ipv6_prefix', sa.String(length=49), nullable=True),
     sa.Column('delegated_ipv6_prefix', sa.String(length=49), nullable=True),
     sa.Column('class_applied', sa.String(length=8), nullable=True),
-    sa.Column('started_at', radius_op25b.models.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', radius_op25b.models.UTCDateTime(), nullable=False),
-    sa.Column('stopped_at', radius_op25b.models.UTCDateTime(), nullable=True),
+    sa.Column('started_at', radius_op25b.store.models.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', radius_op25b.store.models.UTCDateTime(), nullable=False),
+    sa.Column('stopped_at', radius_op25b.store.models.UTCDateTime(), nullable=True),
     sa.Column('terminate_cause', sa.String(length=64), nullable=True),
     sa.Column('input_octets', sa.BigInteger(), nullable=False),
     sa.Column('output_octets', sa.BigInteger(), nullable=False),
@@ -92,8 +92,8 @@ def upgrade() -> None:
     sa.Column('static_addresses', sa.JSON(), nullable=False),
     sa.Column('class_override', sa.String(length=8), nullable=True),
     sa.Column('note', sa.Text(), nullable=True),
-    sa.Column('created_at', radius_op25b.models.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', radius_op25b.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', radius_op25b.store.models.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', radius_op25b.store.models.UTCDateTime(), nullable=False),
     sa.CheckConstraint("class_override IN ('full', 'mobile', 'none')", name=op.f('ck_subscribers_class_override')),
     sa.CheckConstraint("ip_type IN ('dynamic', 'static')", name=op.f('ck_subscribers_ip_type')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscribers')),
@@ -107,9 +107,9 @@ def upgrade() -> None:
     sa.Column('subscriber_id', sa.Integer(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('actor', sa.String(length=100), nullable=False),
-    sa.Column('created_at', radius_op25b.models.UTCDateTime(), nullable=False),
-    sa.Column('expires_at', radius_op25b.models.UTCDateTime(), nullable=True),
-    sa.Column('revoked_at', radius_op25b.models.UTCDateTime(), nullable=True),
+    sa.Column('created_at', radius_op25b.store.models.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', radius_op25b.store.models.UTCDateTime(), nullable=True),
+    sa.Column('revoked_at', radius_op25b.store.models.UTCDateTime(), nullable=True),
     sa.Column('revoked_by', sa.String(length=100), nullable=True),
     sa.Column('revoke_reason', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_exemptions_subscriber_id_subscribers'), ondelete='CASCADE'),
@@ -122,9 +122,9 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('realm_id', sa.Integer(), nullable=False),
     sa.Column('cidr', sa.String(length=49), nullable=False),
-    sa.Column('permit_until', radius_op25b.models.UTCDateTime(), nullable=False),
+    sa.Column('permit_until', radius_op25b.store.models.UTCDateTime(), nullable=False),
     sa.Column('actor', sa.String(length=100), nullable=False),
-    sa.Column('created_at', radius_op25b.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', radius_op25b.store.models.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['realm_id'], ['realms.id'], name=op.f('fk_realm_msa_permits_realm_id_realms'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_realm_msa_permits')),
     sa.UniqueConstraint('realm_id', 'cidr', name=op.f('uq_realm_msa_permits_realm_id'))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import radius_op25b.models
+import radius_op25b.store.models
 
 
 revision: str = '0002'
@@ -29,10 +29,10 @@ def upgrade() -> None:
     sa.Column('cause', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=8), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('created_at', radius_op25b.models.UTCDateTime(), nullable=False),
-    sa.Column('next_attempt_at', radius_op25b.models.UTCDateTime(), nullable=False),
-    sa.Column('claimed_until', radius_op25b.models.UTCDateTime(), nullable=True),
-    sa.Column('finished_at', radius_op25b.models.UTCDateTime(), nullable=True),
+    sa.Column('created_at', radius_op25b.store.models.UTCDateTime(), nullable=False),
+    sa.Column('next_attempt_at', radius_op25b.store.models.UTCDateTime(), nullable=False),
+    sa.Column('claimed_until', radius_op25b.store.models.UTCDateTime(), nullable=True),
+    sa.Column('finished_at', radius_op25b.store.models.UTCDateTime(), nullable=True),
     sa.Column('method', sa.String(length=16), nullable=True),
     sa.Column('result', sa.String(length=64), nullable=True),
     sa.Column('error_cause', sa.Integer(), nullable=True),
@@ -47,10 +47,10 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_coa_jobs_username_key'), ['username_key'], unique=False)
 
     with op.batch_alter_table('exemptions', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('expiry_pushed_at', radius_op25b.models.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('expiry_pushed_at', radius_op25b.store.models.UTCDateTime(), nullable=True))
 
     with op.batch_alter_table('realm_msa_permits', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('expiry_pushed_at', radius_op25b.models.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('expiry_pushed_at', radius_op25b.store.models.UTCDateTime(), nullable=True))
 
     with op.batch_alter_table('sessions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('nas_ip_address', sa.String(length=45), nullable=True))

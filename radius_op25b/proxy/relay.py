@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from radius_op25b import metrics
-from radius_op25b.config import ClientConfig, Config
+from radius_op25b.core.config import ClientConfig, Config
 from radius_op25b.errors import MalformedPacket
-from radius_op25b.proxy.clients import ClientTable
+from radius_op25b.core.clients import ClientTable
 from radius_op25b.proxy.dedup import DuplicateCache, Key, Seen
 from radius_op25b.proxy.upstreams import Health, Pool, Router, Upstream
 from radius_op25b.radius import (

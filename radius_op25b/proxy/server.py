@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from radius_op25b import metrics
-from radius_op25b.config import Config, load_config
+from radius_op25b.core.config import Config, load_config
 from radius_op25b.errors import ConfigError, Op25bError
-from radius_op25b.accounting import Spool
-from radius_op25b.policy import PolicyService
-from radius_op25b.push import PushWorker
-from radius_op25b.recorder import Recorder
+from radius_op25b.services.spool import Spool
+from radius_op25b.services.policy import PolicyService
+from radius_op25b.services.push import PushWorker
+from radius_op25b.services.recorder import Recorder
 from radius_op25b.proxy.relay import ACCT, AUTH, UPSTREAM_SOCKETS, Relay
 
 log = logging.getLogger("op25b.server")

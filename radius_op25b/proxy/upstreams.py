@@ -12,8 +12,8 @@ from enum import Enum
 from typing import Any
 
 from radius_op25b import metrics
-from radius_op25b.config import Config, PoolConfig, UpstreamConfig
-from radius_op25b.decision import realm_of
+from radius_op25b.core.config import Config, PoolConfig, UpstreamConfig
+from radius_op25b.core.decision import realm_of
 
 
 class Health(Enum):

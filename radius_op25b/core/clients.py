@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from radius_op25b.config import ClientConfig
+from radius_op25b.core.config import ClientConfig
 
 
 class ClientTable:

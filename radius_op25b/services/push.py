@@ -17,13 +17,15 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy import Engine
 
-from radius_op25b import attrs as named
-from radius_op25b import db, profiles, store
-from radius_op25b import decision as d
-from radius_op25b.config import ClientConfig, Config
+from radius_op25b.radius import named
+from radius_op25b import store
+from radius_op25b.store import db
+from radius_op25b.core import profiles
+from radius_op25b.core import decision as d
+from radius_op25b.core.config import ClientConfig, Config
 from radius_op25b.errors import MalformedPacket, StoreUnavailable
-from radius_op25b.models import AcctSession
-from radius_op25b.proxy.clients import ClientTable
+from radius_op25b.store.models import AcctSession
+from radius_op25b.core.clients import ClientTable
 from radius_op25b.radius import (
     ACCT_SESSION_ID,
     COA_ACK,

@@ -26,13 +26,14 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select as sql_select
 
-from radius_op25b import attrs as named
-from radius_op25b import db, metrics, store
-from radius_op25b import decision as d
-from radius_op25b import profiles
-from radius_op25b.config import ClientConfig, Config
+from radius_op25b.radius import named
+from radius_op25b import metrics, store
+from radius_op25b.store import db
+from radius_op25b.core import decision as d
+from radius_op25b.core import profiles
+from radius_op25b.core.config import ClientConfig, Config
 from radius_op25b.errors import StoreUnavailable
-from radius_op25b.models import AuditLog
+from radius_op25b.store.models import AuditLog
 from radius_op25b.radius import CLASS, FRAMED_IP_ADDRESS, Attributes, get_first
 
 log = logging.getLogger("op25b.policy")

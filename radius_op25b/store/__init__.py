@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import bindparam, delete, exists, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
-from radius_op25b import decision as d
+from radius_op25b.core import decision as d
 from radius_op25b.errors import Conflict, InvalidInput, NotFound
-from radius_op25b.accounting import AccountingRecord
-from radius_op25b.models import UTCDateTime, AcctSession, AuditLog, CoaJob, Exemption, MobileMtaBlock, Realm, RealmMsaPermit, Subscriber
+from radius_op25b.core.accounting import AccountingRecord
+from radius_op25b.store.models import UTCDateTime, AcctSession, AuditLog, CoaJob, Exemption, MobileMtaBlock, Realm, RealmMsaPermit, Subscriber
 
 IP_TYPES = ("dynamic", "static")
 NOTIFY_CHANNEL = "op25b_policy"  # PostgreSQL LISTEN/NOTIFY channel of policy changes

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
-from radius_op25b.dictionary import load_dictionary
+from radius_op25b.radius.dictionary import load_dictionary
 from radius_op25b.radius import VENDOR_SPECIFIC, Attributes, encode_integer, join_vsa, split_vsa, vsa
 
 # A name resolves to (type, vendor id or None, data type).

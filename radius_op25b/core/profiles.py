@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from radius_op25b.decision import Decision, FilterClass, IPNetwork
+from radius_op25b.core.decision import Decision, FilterClass, IPNetwork
 
 Attributes = tuple[tuple[str, str], ...]
 

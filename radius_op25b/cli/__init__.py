@@ -19,11 +19,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
-from radius_op25b import db, profiles, store
-from radius_op25b.config import Config, config_path, load_config
-from radius_op25b.decision import Decision, Request, decide
+from radius_op25b import store
+from radius_op25b.store import db
+from radius_op25b.core import profiles
+from radius_op25b.core.config import Config, config_path, load_config
+from radius_op25b.core.decision import Decision, Request, decide
 from radius_op25b.errors import InvalidInput, Op25bError, StoreUnavailable, UsageError
-from radius_op25b.models import AcctSession, AuditLog, CoaJob, Exemption, Realm, Subscriber
+from radius_op25b.store.models import AcctSession, AuditLog, CoaJob, Exemption, Realm, Subscriber
 
 JSON_HELP = "print JSON (a stable shape, documented in README.md)"
 

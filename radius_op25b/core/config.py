@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from radius_op25b.decision import FilterClass, IPNetwork, Settings
+from radius_op25b.core.decision import FilterClass, IPNetwork, Settings
 from radius_op25b.errors import ConfigError
-from radius_op25b.profiles import BUILTIN_PROFILES, CustomProfile, FilterNames
+from radius_op25b.core.profiles import BUILTIN_PROFILES, CustomProfile, FilterNames
 
 DEFAULT_CONFIG_PATH = "op25b.toml"
 DEFAULT_DATABASE_URL = "sqlite:///op25b.db"
@@ -396,7 +396,7 @@ def _unique(file: str, section: str, names: list[str]) -> set[str]:
 def _check_template_attributes(file: str, profiles: Mapping[str, CustomProfile]) -> None:
     if not profiles:
         return
-    from radius_op25b.dictionary import load_dictionary
+    from radius_op25b.radius.dictionary import load_dictionary
 
     dictionary = load_dictionary()
     for i, p in enumerate(profiles.values()):
