@@ -159,7 +159,7 @@ def test_a_change_notified_during_the_heartbeat_is_applied(postgres_url: str, mo
     query; it must be applied then, not wait for some later, unrelated notification."""
     import select as real
 
-    from radius_op25b.services import policy as policy_module
+    from radius_op25b.store import notify
 
     engine = db.make_engine(postgres_url)
     user = f"beat-{time.monotonic_ns()}@isp.example"
@@ -176,8 +176,8 @@ def test_a_change_notified_during_the_heartbeat_is_applied(postgres_url: str, mo
             time.sleep(0.2)  # the notification is in the socket now: SELECT 1 will read it
         return ready
 
-    monkeypatch.setattr(policy_module, "select", SimpleNamespace(select=select_then_change))
-    monkeypatch.setattr(policy_module, "HEARTBEAT", 0.05)
+    monkeypatch.setattr(notify, "select", SimpleNamespace(select=select_then_change))
+    monkeypatch.setattr(notify, "HEARTBEAT", 0.05)
     policy = PolicyService(Config(database_url=postgres_url), engine)
     policy.start()
     try:

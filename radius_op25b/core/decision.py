@@ -89,6 +89,11 @@ class Decision:
     partner_filter: str | None = None
 
 
+def username_key(username: str) -> str:
+    """The name as subscribers are stored and held: stripped, lower-cased."""
+    return username.strip().lower()
+
+
 def realm_of(username: str) -> str | None:
     """The realm part of `user@realm`, stripped and lower-cased (as realms are stored); None
     when the name carries no realm."""

@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,12 +21,13 @@ from sqlalchemy import Engine
 from radius_op25b.radius import named
 from radius_op25b import store
 from radius_op25b.store import db
-from radius_op25b.core import profiles
 from radius_op25b.core import decision as d
 from radius_op25b.core.config import ClientConfig, Config
 from radius_op25b.errors import MalformedPacket, StoreUnavailable
 from radius_op25b.store.models import AcctSession
+from radius_op25b.core import profiles
 from radius_op25b.core.clients import ClientTable
+from radius_op25b.services import explain
 from radius_op25b.radius import (
     ACCT_SESSION_ID,
     COA_ACK,
@@ -64,11 +66,33 @@ TRY_TIMEOUT = 2.0
 MAX_ATTEMPTS = 5  # attempts per job, with exponential backoff between them
 
 
+@dataclass(frozen=True, slots=True)
+class LiveSession:
+    """The open session a job is pushed to: what identifies it at its NAS (RFC 5176 §3)."""
+
+    id: int
+    nas_name: str
+    nas_address: str
+    acct_session_id: str
+    nas_ip_address: str | None
+    username: str
+    framed_ip: str | None
+    class_applied: str | None
+    stopped_at: datetime | None
+
+    @classmethod
+    def of(cls, row: AcctSession) -> LiveSession:
+        return cls(
+            row.id, row.nas_name, row.nas_address, row.acct_session_id, row.nas_ip_address, row.username,
+            row.framed_ip, row.class_applied, row.stopped_at,
+        )
+
+
 @dataclass(frozen=True)
 class PushTask:
     job_id: int
     attempts: int
-    session: dict[str, Any]
+    session: LiveSession
     subscriber: d.Subscriber | None
     realm: d.Realm | None
 
@@ -92,9 +116,9 @@ class _CoaProtocol(asyncio.DatagramProtocol):
 
 
 class PushWorker:
-    def __init__(self, config: Config, engine: Engine, loop: asyncio.AbstractEventLoop, ctx: Any) -> None:
+    def __init__(self, config: Config, engine: Engine, loop: asyncio.AbstractEventLoop, ctx: Callable[[], profiles.FilterContext]) -> None:
         self.config, self.engine, self.loop = config, engine, loop
-        self.ctx_source = ctx  # callable -> profiles.FilterContext (the policy service's, kept fresh)
+        self.ctx_source = ctx  # the policy service's filter context, kept fresh
         self.clients = ClientTable(config.clients)
         self.transport: asyncio.DatagramTransport | None = None
         self._waiting: dict[int, tuple[asyncio.Future[bytes], bytes, bytes]] = {}  # id -> (future, authenticator, secret)
@@ -142,8 +166,7 @@ class PushWorker:
                 if row is None:
                     continue
                 subscriber, realm = store.policy_inputs(session, row.username)
-                fields = {c: getattr(row, c) for c in ("id", "nas_name", "nas_address", "acct_session_id", "nas_ip_address", "username", "framed_ip", "class_applied", "stopped_at")}
-                tasks.append(PushTask(job.id, job.attempts, fields, subscriber, realm))
+                tasks.append(PushTask(job.id, job.attempts, LiveSession.of(row), subscriber, realm))
         return tasks
 
     async def _run(self) -> None:
@@ -167,8 +190,8 @@ class PushWorker:
 
     # --- one push -----------------------------------------------------------------------------
 
-    def _client_for(self, session: dict[str, Any]) -> ClientConfig | None:
-        return self.config.client(session["nas_name"]) or self.clients.lookup(session["nas_address"])
+    def _client_for(self, session: LiveSession) -> ClientConfig | None:
+        return self.config.client(session.nas_name) or self.clients.lookup(session.nas_address)
 
     async def _push(self, task: PushTask) -> None:
         try:
@@ -181,8 +204,8 @@ class PushWorker:
             retry = timedelta(seconds=2 ** task.attempts)
         PUSHES.labels(outcome.method or "-", outcome.result).inc()
         level = logging.INFO if outcome.ok else logging.WARNING
-        log.log(level, "push %s to %s session %s (%s): %s%s%s", outcome.method or "-", task.session["username"],
-                task.session["acct_session_id"], task.session["nas_name"], outcome.result,
+        log.log(level, "push %s to %s session %s (%s): %s%s%s", outcome.method or "-", task.session.username,
+                task.session.acct_session_id, task.session.nas_name, outcome.result,
                 f" Error-Cause {outcome.error_cause}" if outcome.error_cause else "",
                 f"; retry in {retry.total_seconds():.0f}s" if retry else "")
         try:
@@ -199,20 +222,18 @@ class PushWorker:
 
     async def _attempt(self, task: PushTask) -> Outcome:
         s = task.session
-        if s["stopped_at"] is not None:
+        if s.stopped_at is not None:
             return Outcome(True, "session-ended", None)
         client = self._client_for(s)
         if client is None:
             return Outcome(False, "no-nas", None, detail=f"no client for NAS {s['nas_name']} ({s['nas_address']})")
-        framed = ipaddress.ip_address(s["framed_ip"]) if s["framed_ip"] else None
-        request = d.Request(s["username"], framed, client.name, client.enforce)
-        decision = d.decide(request, task.subscriber, task.realm, self.config.policy, datetime.now(UTC))
-        ctx: profiles.FilterContext = self.ctx_source()
-        change = profiles.live_change_for(client.profile, self.config.profiles)
-        coa = profiles.coa_attributes_for(client.profile, decision, ctx, self.config.profiles)
+        framed = ipaddress.ip_address(s.framed_ip) if s.framed_ip else None
+        request = explain.request_for(s.username, framed, client)
+        found = explain.explain(self.config, self.ctx_source(), client.profile, request, task.subscriber, task.realm, datetime.now(UTC))
+        decision, change, coa = found.decision, found.live_change, found.coa
         new_class = str(decision.filter_class)
         if coa is None:
-            if new_class == s["class_applied"]:
+            if new_class == s.class_applied:
                 return Outcome(True, "unchanged", None, detail="class unchanged; no Disconnect needed", class_applied=new_class)
             return await self._disconnect(client, s, new_class)
         code, cause = await self._send(COA_REQUEST, client, s, named.encode(coa))
@@ -225,7 +246,7 @@ class PushWorker:
             return Outcome(False, "nak", "coa", cause)
         return Outcome(False, "timeout", "coa", detail=f"no answer from {self._destination(client, s)} after {TRIES} tries")
 
-    async def _disconnect(self, client: ClientConfig, s: dict[str, Any], new_class: str) -> Outcome:
+    async def _disconnect(self, client: ClientConfig, s: LiveSession, new_class: str) -> Outcome:
         code, cause = await self._send(DISCONNECT_REQUEST, client, s, ())
         if code == DISCONNECT_ACK:
             # The NAS re-authenticates the subscriber, who then gets the new decision.
@@ -234,19 +255,19 @@ class PushWorker:
             return Outcome(False, "nak", "disconnect", cause)
         return Outcome(False, "timeout", "disconnect", detail=f"no answer from {self._destination(client, s)} after {TRIES} tries")
 
-    def _destination(self, client: ClientConfig, s: dict[str, Any]) -> tuple[str, int]:
-        return (client.coa_address or s["nas_address"], client.coa_port)
+    def _destination(self, client: ClientConfig, s: LiveSession) -> tuple[str, int]:
+        return (client.coa_address or s.nas_address, client.coa_port)
 
-    async def _send(self, code: int, client: ClientConfig, s: dict[str, Any], extra: Attributes) -> tuple[int | None, int | None]:
+    async def _send(self, code: int, client: ClientConfig, s: LiveSession, extra: Attributes) -> tuple[int | None, int | None]:
         """Send a CoA/Disconnect-Request; (reply code, Error-Cause) or (None, None) on silence."""
         # RFC 5176 §3: the session is identified by User-Name, Acct-Session-Id, the NAS's address
         # and Framed-IP-Address; Event-Timestamp (§6.3) lets the NAS refuse replays.
-        identity: list[tuple[int, bytes]] = [(USER_NAME, s["username"].encode()), (ACCT_SESSION_ID, s["acct_session_id"].encode())]
-        nas_ip = s["nas_ip_address"] or s["nas_address"]
+        identity: list[tuple[int, bytes]] = [(USER_NAME, s.username.encode()), (ACCT_SESSION_ID, s.acct_session_id.encode())]
+        nas_ip = s.nas_ip_address or s.nas_address
         if ipaddress.ip_address(nas_ip).version == 4:
             identity.append((NAS_IP_ADDRESS, ipaddress.IPv4Address(nas_ip).packed))
-        if s["framed_ip"]:
-            identity.append((FRAMED_IP_ADDRESS, ipaddress.IPv4Address(s["framed_ip"]).packed))
+        if s.framed_ip:
+            identity.append((FRAMED_IP_ADDRESS, ipaddress.IPv4Address(s.framed_ip).packed))
         identity.append((EVENT_TIMESTAMP, encode_integer(int(time.time()))))
         secret = (client.coa_secret or client.secret).reveal()
         identifier = self._allocate_id()

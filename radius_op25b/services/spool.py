@@ -8,11 +8,9 @@ the database committed them. Applying is idempotent, so a replay after a crash i
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 

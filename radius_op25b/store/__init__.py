@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, delete, exists, func, insert, literal, select,
 from sqlalchemy.orm import Session, selectinload
 
 from radius_op25b.core import decision as d
+from radius_op25b.core.decision import username_key
 from radius_op25b.errors import Conflict, InvalidInput, NotFound
 from radius_op25b.core.accounting import AccountingRecord
 from radius_op25b.store.models import UTCDateTime, AcctSession, AuditLog, CoaJob, Exemption, MobileMtaBlock, Realm, RealmMsaPermit, Subscriber
@@ -25,10 +26,6 @@ from radius_op25b.store.models import UTCDateTime, AcctSession, AuditLog, CoaJob
 IP_TYPES = ("dynamic", "static")
 NOTIFY_CHANNEL = "op25b_policy"  # PostgreSQL LISTEN/NOTIFY channel of policy changes
 CLASSES = tuple(c.value for c in d.FilterClass)
-
-
-def username_key(username: str) -> str:
-    return username.strip().lower()
 
 
 def realm_for(username: str, realm: str | None) -> str | None:

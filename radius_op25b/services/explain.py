@@ -1,0 +1,69 @@
+"""Inputs -> decide -> attributes, assembled once.
+
+The proxy (for each Accept, from the held set), `op25b policy explain` and the push worker (from
+the database) and the benchmarks all come here, so a decision reads the same wherever it is
+made: the same key for the name, the same realm, the same attributes for a profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from radius_op25b.core import decision as d
+from radius_op25b.core import profiles
+from radius_op25b.core.config import ClientConfig, Config
+
+
+def request_for(username: str, framed_ip: d.IPAddress | None, client: ClientConfig | None) -> d.Request:
+    """The decision's view of a login (or a live session) on `client` (None: no NAS named)."""
+    return d.Request(
+        d.username_key(username), framed_ip, client.name if client else None, client.enforce if client else True
+    )
+
+
+def decide(
+    config: Config,
+    request: d.Request,
+    subscriber: d.Subscriber | None,
+    realms: dict[str, d.Realm] | d.Realm | None,
+    now: datetime,
+) -> d.Decision:
+    """The decision for `request`. `realms` is the held realms by name (the proxy), or the one
+    realm already looked up for this subscriber (the database path), or None."""
+    if isinstance(realms, dict):
+        name = d.realm_name(subscriber, request.username)
+        realm = realms.get(name) if name else None
+    else:
+        realm = realms
+    return d.decide(request, subscriber, realm, config.policy, now)
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """A decision and what it puts on the wire for one profile."""
+
+    decision: d.Decision
+    profile: str
+    accept: profiles.Attributes  # what an Access-Accept carries (named, before encoding)
+    coa: profiles.Attributes | None  # what a CoA-Request carries; None: Disconnect instead
+    live_change: profiles.LiveChange
+
+
+def explain(
+    config: Config,
+    ctx: profiles.FilterContext,
+    profile: str,
+    request: d.Request,
+    subscriber: d.Subscriber | None,
+    realm: d.Realm | None,
+    now: datetime,
+) -> Explanation:
+    decision = decide(config, request, subscriber, realm, now)
+    return Explanation(
+        decision,
+        profile,
+        profiles.attributes_for(profile, decision, ctx, config.profiles),
+        profiles.coa_attributes_for(profile, decision, ctx, config.profiles),
+        profiles.live_change_for(profile, config.profiles),
+    )
