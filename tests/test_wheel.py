@@ -1,0 +1,125 @@
+"""What a user installs: the wheel, built from this tree, in a fresh venv outside the checkout.
+
+Last round a wheel without its `proxy/` package passed every test, because all of them ran from
+an editable install. Here the wheel's file list is compared with the source tree, and the
+installed `op25b` is run from an empty directory: `init`, `db upgrade`, `serve` in front of a
+real FreeRADIUS, and radclient gets the Accept with its filter.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.freeradius import DEFAULT_SECRET, free_udp_port, parse_reply, radclient
+from tests.test_layers import ROOT, source_modules
+
+pytestmark = pytest.mark.freeradius
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    (found,) = out.glob("radius_op25b-*.whl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bin/ folder of a new venv (no system site-packages) with only the wheel installed."""
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+        check=True, capture_output=True, text=True, timeout=600,
+    )
+    return venv / "bin"
+
+
+def test_the_wheel_has_every_module_of_the_source_tree(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = set()
+    for module, path in source_modules().items():
+        parts = module.split(".")
+        expected.add("/".join(parts) + ("/__init__.py" if path.name == "__init__.py" else ".py"))
+    assert len(expected) > 30
+    assert sorted(expected - names) == []
+    # and what the modules read at run time
+    for data in ("radius_op25b/example.toml", "radius_op25b/migrations/script.py.mako",
+                 "radius_op25b/dictionaries/dictionary", "radius_op25b/py.typed"):
+        assert data in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith("LICENSE") for n in names)
+
+
+def _run(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OP25B_", "PYTHON"))}
+    return subprocess.run([str(bin_dir / "op25b"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_installed_command_runs_outside_the_checkout(installed: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    where = subprocess.run(
+        [str(installed / "python"), "-c", "import radius_op25b, sys; print(radius_op25b.__file__); print('sqlalchemy' in sys.modules)"],
+        cwd=empty, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert where[0].startswith(str(installed.parent)), where  # the wheel's copy, not the checkout's
+    version = _run(installed, empty, "--version")
+    assert version.returncode == 0 and re.fullmatch(r"op25b \d+\.\d+\.\d+\n", version.stdout), version
+
+
+def test_serve_from_the_wheel_relays_and_filters(installed: Path, tmp_path: Path, freeradius_upstream) -> None:  # type: ignore[no-untyped-def]
+    work = tmp_path / "site"
+    work.mkdir()
+    init = _run(installed, work, "init")
+    assert init.returncode == 0, init.stderr
+    assert (work / "op25b.toml").exists() and (work / "op25b.db").exists()
+    auth, acct = free_udp_port(), free_udp_port()
+    config = (work / "op25b.toml").read_text()
+    config = config.replace('auth_listen = "127.0.0.1:1812"', f'auth_listen = "127.0.0.1:{auth}"')
+    config = config.replace('acct_listen = "127.0.0.1:1813"', f'acct_listen = "127.0.0.1:{acct}"')
+    config = config.replace("auth_port = 11812", f"auth_port = {freeradius_upstream.auth_port}")
+    config = config.replace("acct_port = 11813", f"acct_port = {freeradius_upstream.acct_port}")
+    # the example's upstream block ends with its secret: the test upstream has its own
+    head, _, upstream = config.partition("[[upstreams]]")
+    config = head + "[[upstreams]]" + upstream.replace('secret = "testing123"', f'secret = "{DEFAULT_SECRET}"', 1)
+    assert f"127.0.0.1:{auth}" in config and f"auth_port = {freeradius_upstream.auth_port}" in config
+    (work / "op25b.toml").write_text(config)
+    upgrade = _run(installed, work, "db", "upgrade")
+    assert upgrade.returncode == 0 and "already at" in upgrade.stdout, upgrade
+
+    log = (work / "serve.log").open("wb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OP25B_", "PYTHON"))}
+    proc = subprocess.Popen([str(installed / "op25b"), "serve"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        reply = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = radclient('User-Name = "alice@isp.example"\nUser-Password = "alicepw"\n', f"127.0.0.1:{auth}", "testing123", timeout=1.0)
+            if "Access-Accept" in done.stdout:
+                reply = parse_reply(done.stdout)
+                break
+            time.sleep(0.3)
+        assert reply is not None, (work / "serve.log").read_text()[-2000:]
+        assert reply.get("Filter-Id") == "OP25B-FULL"
+        assert "0x" + b"op25b:full".hex() in reply.all("Class")  # radclient prints Class as octets
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
