@@ -23,7 +23,6 @@ import asyncio
 import logging
 import os
 import struct
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,6 +73,15 @@ class Transport(Protocol):
     def sendto(self, data: bytes, addr: Any = None, /) -> None: ...
 
 
+class Clock(Protocol):
+    """The relay's clock and timers: the asyncio loop in `serve`, a hand-driven clock in the
+    in-process tests (tests/proxy/clock.py). `time()` is monotonic seconds."""
+
+    def time(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> asyncio.TimerHandle: ...
+
+
 # An Access-Accept rewriter (the OP25B policy): takes the job and the reply attributes on their
 # way to the NAS, returns the attributes to send, at once (it never waits for I/O).
 AcceptHook = Callable[["Job", Attributes], Attributes]
@@ -116,7 +124,7 @@ class Pending:
 
 
 class Relay:
-    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, accept_hook: AcceptHook | None = None) -> None:
+    def __init__(self, config: Config, loop: Clock, accept_hook: AcceptHook | None = None) -> None:
         self.loop = loop
         self.accept_hook = accept_hook
         self.accounting_hook: AccountingHook | None = None
@@ -188,7 +196,7 @@ class Relay:
         elif not verify_accounting_request(data, secret):
             return self._drop("bad_authenticator", addr[0])
 
-        now = time.monotonic()
+        now = self.loop.time()
         key = (addr[0], addr[1], request.identifier, listener)
         seen, cached = self.dedup.check(key, request.authenticator, now)
         if seen is Seen.IN_FLIGHT:
@@ -264,7 +272,7 @@ class Relay:
             self._release(index, identifier)
             self.dedup.forget(job.key, request.authenticator)
             return self._drop("malformed", job.nas_addr[0], f"cannot relay: {exc}")
-        now = time.monotonic()
+        now = self.loop.time()
         pending = Pending(job, upstream, secret, authenticator, state, now)
         pending.timer = self.loop.call_later(upstream.config.response_window, self._timeout, (index, identifier))
         self.pending[(index, identifier)] = pending
@@ -280,7 +288,7 @@ class Relay:
         self._release(*slot)
         upstream = pending.upstream
         upstream.outstanding -= 1
-        now = time.monotonic()
+        now = self.loop.time()
         if upstream.on_timeout(now):
             self._health_changed(upstream, "no reply within %.1fs" % upstream.config.response_window)
         metrics.UPSTREAM_TIMEOUTS.labels(upstream.name).inc()
@@ -342,7 +350,7 @@ class Relay:
             pending.timer.cancel()
         self._release(*slot)
         upstream.outstanding -= 1
-        now = time.monotonic()
+        now = self.loop.time()
         upstream.rtt.observe(now - pending.sent)
         if upstream.on_reply(now):
             self._health_changed(upstream, "answered" if job is not None else "answered Status-Server")
@@ -388,7 +396,7 @@ class Relay:
             self.dedup.forget(job.key, request.authenticator)
             return self._drop("internal_error", job.nas_addr[0], f"cannot build the reply: {exc}")
         self.nas_transports[job.listener].sendto(wire, job.nas_addr)
-        self.dedup.answered(job.key, request.authenticator, wire, time.monotonic())
+        self.dedup.answered(job.key, request.authenticator, wire, self.loop.time())
         self.hot.reply(job.client.name, job.listener)
         return None
 
@@ -396,7 +404,7 @@ class Relay:
 
     def housekeeping(self) -> None:
         """Called a few times a second: Status-Server probes, health ticks, cache purge."""
-        now = time.monotonic()
+        now = self.loop.time()
         assert self.router is not None
         for upstream in self.router.upstreams.values():
             if upstream.tick(now):
@@ -414,7 +422,7 @@ class Relay:
         authenticator = new_request_authenticator()
         # RFC 5997 §3: a new Identifier for every probe; never retransmitted.
         wire = sign_access_request(Packet(STATUS_SERVER, slot[1], authenticator, ()), secret)
-        pending = Pending(None, upstream, secret, authenticator, b"", time.monotonic())
+        pending = Pending(None, upstream, secret, authenticator, b"", self.loop.time())
         pending.timer = self.loop.call_later(upstream.config.response_window, self._timeout, slot)
         self.pending[slot] = pending
         upstream.outstanding += 1
@@ -427,7 +435,7 @@ class Relay:
     def _drop(self, cause: str, source: str, detail: str = "") -> None:
         self.hot.drops[cause].inc()
         # One log line per cause every 10 s at most: a flood must not become a log flood.
-        now = time.monotonic()
+        now = self.loop.time()
         last, suppressed = self._last_drop_log.get(cause, (0.0, 0))
         if now - last >= 10.0:
             more = f" (+{suppressed} more since the last report)" if suppressed else ""
