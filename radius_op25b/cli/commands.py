@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from radius_op25b import store
-from radius_op25b.store import db
 from radius_op25b.core import profiles
 from radius_op25b.core.config import Config, config_path, load_config
 from radius_op25b.core.decision import Decision
-from radius_op25b.services import explain
 from radius_op25b.errors import InvalidInput, StoreUnavailable, UsageError
+from radius_op25b.services import explain
+from radius_op25b.store import db
 from radius_op25b.store.models import AcctSession, AuditLog, CoaJob, Exemption, Realm, Subscriber
 
 # --- time and value parsing -----------------------------------------------------------------------

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from radius_op25b.core.decision import FilterClass, IPNetwork, Settings
-from radius_op25b.errors import ConfigError
 from radius_op25b.core.profiles import BUILTIN_PROFILES, CustomProfile, FilterNames
+from radius_op25b.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "op25b.toml"
 DEFAULT_DATABASE_URL = "sqlite:///op25b.db"

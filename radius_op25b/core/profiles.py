@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from radius_op25b.core.decision import Decision, FilterClass, IPNetwork
@@ -99,14 +99,17 @@ def _cisco_wildcard(net: IPNetwork) -> str:
     return f"{net.network_address} {net.hostmask}"
 
 
+def _v4(nets: Iterable[IPNetwork]) -> list[IPNetwork]:
+    return [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+
+
 def cisco_aces(decision: Decision, ctx: FilterContext) -> tuple[str, ...]:
     """Per-user IOS ACEs; a Cisco ACL ends in an implicit deny, so the list ends in permit-any."""
-    v4 = lambda nets: [n for n in nets if isinstance(n, ipaddress.IPv4Network)]  # noqa: E731
     if decision.filter_class is FilterClass.FULL:
-        aces = [f"permit tcp any {_cisco_wildcard(n)} eq 25" for n in v4(decision.msa_permits)]
+        aces = [f"permit tcp any {_cisco_wildcard(n)} eq 25" for n in _v4(decision.msa_permits)]
         aces.append("deny tcp any any eq 25")
     elif decision.filter_class is FilterClass.MOBILE:
-        aces = [f"deny tcp any {_cisco_wildcard(n)} eq 25" for n in v4(ctx.mobile_mta_blocks)]
+        aces = [f"deny tcp any {_cisco_wildcard(n)} eq 25" for n in _v4(ctx.mobile_mta_blocks)]
     else:
         return ()
     return tuple(aces) + ("permit ip any any",)

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from radius_op25b import metrics
+from radius_op25b.core.clients import ClientTable
 from radius_op25b.core.config import ClientConfig, Config
 from radius_op25b.errors import MalformedPacket
-from radius_op25b.core.clients import ClientTable
 from radius_op25b.proxy.dedup import DuplicateCache, Key, Seen
 from radius_op25b.proxy.upstreams import Health, Pool, Router, Upstream
 from radius_op25b.radius import (
@@ -290,7 +290,7 @@ class Relay:
         upstream.outstanding -= 1
         now = self.loop.time()
         if upstream.on_timeout(now):
-            self._health_changed(upstream, "no reply within %.1fs" % upstream.config.response_window)
+            self._health_changed(upstream, f"no reply within {upstream.config.response_window:.1f}s")
         metrics.UPSTREAM_TIMEOUTS.labels(upstream.name).inc()
         job = pending.job
         if job is None:
@@ -408,7 +408,7 @@ class Relay:
         assert self.router is not None
         for upstream in self.router.upstreams.values():
             if upstream.tick(now):
-                self._health_changed(upstream, "no reply for %.0fs" % upstream.zombie_period)
+                self._health_changed(upstream, f"no reply for {upstream.zombie_period:.0f}s")
             if upstream.probe_due(now):
                 self._probe(upstream)
         self.dedup.purge(now)

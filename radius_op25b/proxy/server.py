@@ -18,11 +18,11 @@ from sqlalchemy import Engine
 from radius_op25b import metrics
 from radius_op25b.core.config import Config, load_config
 from radius_op25b.errors import ConfigError, Op25bError
-from radius_op25b.services.spool import Spool
+from radius_op25b.proxy.relay import ACCT, AUTH, UPSTREAM_SOCKETS, Relay
 from radius_op25b.services.policy import PolicyService
 from radius_op25b.services.push import PushWorker
 from radius_op25b.services.recorder import Recorder
-from radius_op25b.proxy.relay import ACCT, AUTH, UPSTREAM_SOCKETS, Relay
+from radius_op25b.services.spool import Spool
 
 log = logging.getLogger("op25b.server")
 
@@ -136,7 +136,7 @@ class ProxyServer:
             metrics.start_http((host, port + self.worker))  # worker N: the configured port + N
         auth, acct = self.config.auth_listen, self.config.acct_listen
         log.info(
-            ("worker %d: " % self.worker if self.workers > 1 else "") + "serving auth on %s:%d, accounting on %s:%d; %d client(s), %d upstream(s)",
+            (f"worker {self.worker}: " if self.workers > 1 else "") + "serving auth on %s:%d, accounting on %s:%d; %d client(s), %d upstream(s)",
             auth[0], auth[1], acct[0], acct[1], len(self.config.clients), len(self.config.upstreams),
         )
 

@@ -7,16 +7,16 @@ once per name, so the per-packet cost is a dict lookup and an encode.
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
+from functools import cache
 
-from radius_op25b.radius.dictionary import load_dictionary
 from radius_op25b.radius import VENDOR_SPECIFIC, Attributes, encode_integer, join_vsa, split_vsa, vsa
+from radius_op25b.radius.dictionary import load_dictionary
 
 # A name resolves to (type, vendor id or None, data type).
 _Resolved = tuple[int, int | None, str]
 
 
-@lru_cache(maxsize=None)
+@cache
 def resolve(name: str) -> _Resolved:
     dictionary = load_dictionary()
     try:

@@ -18,16 +18,12 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy import Engine
 
-from radius_op25b.radius import named
 from radius_op25b import store
-from radius_op25b.store import db
 from radius_op25b.core import decision as d
-from radius_op25b.core.config import ClientConfig, Config
-from radius_op25b.errors import MalformedPacket, StoreUnavailable
-from radius_op25b.store.models import AcctSession
 from radius_op25b.core import profiles
 from radius_op25b.core.clients import ClientTable
-from radius_op25b.services import explain
+from radius_op25b.core.config import ClientConfig, Config
+from radius_op25b.errors import MalformedPacket, StoreUnavailable
 from radius_op25b.radius import (
     ACCT_SESSION_ID,
     COA_ACK,
@@ -47,10 +43,14 @@ from radius_op25b.radius import (
     decode_integer,
     encode_integer,
     get_first,
+    named,
     parse_packet,
     sign_accounting_request,
     verify_reply,
 )
+from radius_op25b.services import explain
+from radius_op25b.store import db
+from radius_op25b.store.models import AcctSession
 
 log = logging.getLogger("op25b.push")
 

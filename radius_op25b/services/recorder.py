@@ -15,10 +15,10 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine
 
 from radius_op25b import store
-from radius_op25b.store import db
 from radius_op25b.core.accounting import AccountingRecord, record_from_request
-from radius_op25b.services.spool import Spool
 from radius_op25b.errors import StoreUnavailable
+from radius_op25b.services.spool import Spool
+from radius_op25b.store import db
 
 log = logging.getLogger("op25b.recorder")
 

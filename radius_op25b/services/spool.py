@@ -53,7 +53,7 @@ class Spool:
             if self._file is None:
                 if self.bytes_used() + len(data) > self.max_bytes:
                     return False
-                self._file = open(self.dir / f"{self._number:010d}.jsonl", "ab")
+                self._file = open(self.dir / f"{self._number:010d}.jsonl", "ab")  # noqa: SIM115 (kept open: the current segment)
                 self._size = 0
             self._file.write(data)
             self._file.flush()

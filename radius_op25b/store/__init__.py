@@ -18,10 +18,20 @@ from sqlalchemy import bindparam, delete, exists, func, insert, literal, select,
 from sqlalchemy.orm import Session, selectinload
 
 from radius_op25b.core import decision as d
+from radius_op25b.core.accounting import AccountingRecord
 from radius_op25b.core.decision import username_key
 from radius_op25b.errors import Conflict, InvalidInput, NotFound
-from radius_op25b.core.accounting import AccountingRecord
-from radius_op25b.store.models import UTCDateTime, AcctSession, AuditLog, CoaJob, Exemption, MobileMtaBlock, Realm, RealmMsaPermit, Subscriber
+from radius_op25b.store.models import (
+    AcctSession,
+    AuditLog,
+    CoaJob,
+    Exemption,
+    MobileMtaBlock,
+    Realm,
+    RealmMsaPermit,
+    Subscriber,
+    UTCDateTime,
+)
 
 IP_TYPES = ("dynamic", "static")
 NOTIFY_CHANNEL = "op25b_policy"  # PostgreSQL LISTEN/NOTIFY channel of policy changes
@@ -341,7 +351,7 @@ def import_subscribers(session: Session, rows: Sequence[ImportRow], *, actor: st
             # In slices, so the text buffer stays small whatever the file size.
             for start in range(0, len(rows), 50_000):
                 buffer = io.StringIO()
-                for r, key in zip(rows[start : start + 50_000], keys[start : start + 50_000]):
+                for r, key in zip(rows[start : start + 50_000], keys[start : start + 50_000], strict=True):
                     values = (r.username, key, r.realm, r.ip_type, to_json(list(r.static_addresses)), r.class_override, r.note)
                     buffer.write("\t".join(map(copy_value, values)) + f"\t{stamp}\t{stamp}\n")
                 buffer.seek(0)
@@ -368,7 +378,7 @@ def import_subscribers(session: Session, rows: Sequence[ImportRow], *, actor: st
                 "created_at": now,
                 "updated_at": now,
             }
-            for r, key in zip(rows, keys)
+            for r, key in zip(rows, keys, strict=True)
         ]
         # render_nulls: without it the ORM leaves None columns out and starts a new INSERT
         # wherever that set changes, which turned a mixed file into one INSERT per few rows.

@@ -19,8 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlalchemy import select as sql_select
 
-from radius_op25b.store import NOTIFY_CHANNEL
-from radius_op25b.store import db
+from radius_op25b.store import NOTIFY_CHANNEL, db
 from radius_op25b.store.models import AuditLog
 
 Change = tuple[str, str]  # (audit action, audit target)
