@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -152,11 +152,28 @@ def current_revision(engine: Engine) -> str | None:
         raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
 
 
+# The newest revision in migrations/versions. Every command checks the schema against it before
+# it works, and importing alembic to ask would double a read command's start-up time;
+# tests/test_schema_head.py keeps this equal to alembic's own head.
+HEAD_REVISION = "0002"
+
+
+def stored_revision(engine: Engine) -> str | None:
+    """The revision the database says it is at (alembic's version table), without alembic."""
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except OperationalError as exc:
+        raise StoreUnavailable(f"database {redact_url(str(engine.url))}: {_first_line(exc)}") from exc
+
+
 def require_current_schema(engine: Engine) -> None:
     """Refuse to work on a database whose schema is not at head, and say how to fix it."""
-    current, head = current_revision(engine), head_revision(engine)
-    if current != head:
+    current = stored_revision(engine)
+    if current != HEAD_REVISION:
         state = "is empty" if current is None else f"is at revision {current}"
         raise SchemaOutOfDate(
-            f"database {redact_url(str(engine.url))} {state}, not {head}; run `op25b db upgrade`"
+            f"database {redact_url(str(engine.url))} {state}, not {HEAD_REVISION}; run `op25b db upgrade`"
         )
