@@ -1,4 +1,4 @@
-"""Typed SQLAlchemy 2 models of the subscriber database (DESIGN §4).
+"""Typed SQLAlchemy 2 models of the subscriber database (README: "JSON shapes").
 
 One DeclarativeBase whose MetaData has a naming convention, so Alembic revisions name constraints
 identically on SQLite and PostgreSQL. Times are stored as naive UTC and come back timezone-aware.
