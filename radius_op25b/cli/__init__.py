@@ -1,4 +1,4 @@
-"""The `op25b` command: a plain `main(args)` over a separate parser builder (DESIGN §5).
+"""The `op25b` command: a plain `main(args)` over a separate parser builder (README: "The op25b command").
 
 Commands are thin: parse, open one transaction, call the store or the decision, print.
 Exit 0 on success, 1 on an operational error, 2 on a usage error; errors are one `error:` line.

@@ -1,4 +1,4 @@
-"""The parser of `op25b` (DESIGN §5). It imports nothing heavy, so `op25b --help` and
+"""The parser of `op25b` (README: "The op25b command"). It imports nothing heavy, so `op25b --help` and
 `--version` start at once: a command's module is imported when that command runs."""
 
 from __future__ import annotations

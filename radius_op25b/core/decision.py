@@ -1,6 +1,6 @@
 """The OP25B decision: which filter class a session gets, and why, as one pure function.
 
-Everything that decides a filter lives in this module (DESIGN §2, first match wins). No I/O: the
+Everything that decides a filter lives in this module (README: "How a decision is made", first match wins). No I/O: the
 caller hands in the subscriber and realm as plain values and the clock as `now`.
 """
 
@@ -140,7 +140,7 @@ def decide(
     settings: Settings,
     now: datetime,
 ) -> Decision:
-    """The filter class for one session (DESIGN §2, first match wins)."""
+    """The filter class for one session (README: "How a decision is made", first match wins)."""
     name = realm_name(subscriber, request.username)
 
     def plain(cls: FilterClass, reason: str, kind: str) -> Decision:

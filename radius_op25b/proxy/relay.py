@@ -1,7 +1,7 @@
 """The relay pipeline: a datagram from a NAS becomes a request to an upstream, and the upstream's
 reply becomes the NAS's answer. Transports are handed in; the wire work is radius_op25b.radius.
 
-Every input failure has one named outcome (STYLE §4), counted in op25b_drops{cause}:
+Every input failure has one named outcome, counted in op25b_drops{cause}:
 
     source not a configured client ........ drop  unknown_client
     not a RADIUS packet ................... drop  malformed
@@ -75,7 +75,7 @@ class Transport(Protocol):
 
 class Clock(Protocol):
     """The relay's clock and timers: the asyncio loop in `serve`, a hand-driven clock in the
-    in-process tests (tests/proxy/clock.py). `time()` is monotonic seconds."""
+    in-process tests (tests/test_relay_inprocess.py). `time()` is monotonic seconds."""
 
     def time(self) -> float: ...
 

@@ -105,7 +105,7 @@ class Pool:
 
 
 class Router:
-    """Realm routes to pools; everything else to the first pool (DESIGN §5)."""
+    """Realm routes to pools; everything else to the first pool (README: "Configuration", `[[routes]]`)."""
 
     def __init__(self, config: Config, previous: Mapping[str, Upstream] | None = None) -> None:
         old = previous or {}
