@@ -9,7 +9,6 @@ import asyncio
 import ipaddress
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -116,8 +115,16 @@ class _CoaProtocol(asyncio.DatagramProtocol):
 
 
 class PushWorker:
-    def __init__(self, config: Config, engine: Engine, loop: asyncio.AbstractEventLoop, ctx: Callable[[], profiles.FilterContext]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        loop: asyncio.AbstractEventLoop,
+        ctx: Callable[[], profiles.FilterContext],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.config, self.engine, self.loop = config, engine, loop
+        self.now = now  # the wall clock (claims, leases, Event-Timestamp); tests pass their own
         self.ctx_source = ctx  # the policy service's filter context, kept fresh
         self.clients = ClientTable(config.clients)
         self.transport: asyncio.DatagramTransport | None = None
@@ -150,7 +157,7 @@ class PushWorker:
     # --- claiming jobs (worker thread) -------------------------------------------------------
 
     def _claim(self) -> list[PushTask]:
-        now = datetime.now(UTC)
+        now = self.now()
         # Mostly there is nothing to do: one cheap query says so, and keeps this thread from
         # holding the GIL (and the event loop) for an ORM transaction several times a second.
         with db.reading(self.engine) as session:
@@ -216,7 +223,7 @@ class PushWorker:
     def _finish(self, job_id: int, outcome: Outcome, retry: timedelta | None) -> None:
         with db.transaction(self.engine) as session:
             store.finish_push(
-                session, job_id, now=datetime.now(UTC), ok=outcome.ok, result=outcome.result, method=outcome.method,
+                session, job_id, now=self.now(), ok=outcome.ok, result=outcome.result, method=outcome.method,
                 error_cause=outcome.error_cause, detail=outcome.detail, retry_in=retry, class_applied=outcome.class_applied,
             )
 
@@ -229,7 +236,7 @@ class PushWorker:
             return Outcome(False, "no-nas", None, detail=f"no client for NAS {s['nas_name']} ({s['nas_address']})")
         framed = ipaddress.ip_address(s.framed_ip) if s.framed_ip else None
         request = explain.request_for(s.username, framed, client)
-        found = explain.explain(self.config, self.ctx_source(), client.profile, request, task.subscriber, task.realm, datetime.now(UTC))
+        found = explain.explain(self.config, self.ctx_source(), client.profile, request, task.subscriber, task.realm, self.now())
         decision, change, coa = found.decision, found.live_change, found.coa
         new_class = str(decision.filter_class)
         if coa is None:
@@ -268,7 +275,7 @@ class PushWorker:
             identity.append((NAS_IP_ADDRESS, ipaddress.IPv4Address(nas_ip).packed))
         if s.framed_ip:
             identity.append((FRAMED_IP_ADDRESS, ipaddress.IPv4Address(s.framed_ip).packed))
-        identity.append((EVENT_TIMESTAMP, encode_integer(int(time.time()))))
+        identity.append((EVENT_TIMESTAMP, encode_integer(int(self.now().timestamp()))))
         secret = (client.coa_secret or client.secret).reveal()
         identifier = self._allocate_id()
         wire = sign_accounting_request(Packet(code, identifier, ZERO_AUTHENTICATOR, (*identity, *extra)), secret, add_message_authenticator=True)
