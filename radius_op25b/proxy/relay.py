@@ -345,6 +345,24 @@ class Relay:
         if reply.code not in allowed:
             return self._drop("upstream_unexpected_code", addr[0], f"code {reply.code}")
 
+        attrs: Attributes = ()
+        if job is not None:
+            attrs, _ = strip_own_proxy_state(reply.attributes, pending.state)
+            if listener == AUTH:
+                try:
+                    attrs = reencrypt_reply_attributes(
+                        attrs, pending.secret, pending.authenticator, job.client.secret.reveal(), job.request.authenticator
+                    )
+                except (MalformedPacket, ValueError) as exc:
+                    # A Tunnel-Password or MPPE key that does not decrypt: treat the reply as
+                    # none from this upstream, so health and fail-over act and the next
+                    # upstream answers within the budget.
+                    self._drop("upstream_malformed", addr[0], f"reply from {upstream.name} cannot be re-encrypted: {exc}")
+                    if pending.timer is not None:
+                        pending.timer.cancel()
+                    self._timeout(slot)
+                    return None
+
         del self.pending[slot]
         if pending.timer is not None:
             pending.timer.cancel()
@@ -356,11 +374,6 @@ class Relay:
             self._health_changed(upstream, "answered" if job is not None else "answered Status-Server")
         if job is None:
             return None
-
-        attrs, _ = strip_own_proxy_state(reply.attributes, pending.state)
-        client_secret = job.client.secret.reveal()
-        if listener == AUTH:
-            attrs = reencrypt_reply_attributes(attrs, pending.secret, pending.authenticator, client_secret, job.request.authenticator)
         if listener == ACCT and self.accounting_hook is not None:
             try:
                 durable = self.accounting_hook(job)

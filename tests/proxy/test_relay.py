@@ -263,3 +263,22 @@ def test_accounting_is_answered_when_the_record_is_durable(relay) -> None:  # ty
     ((answer_wire, to),) = acct.take()
     assert to == NAS and parse_packet(answer_wire).code == ACCOUNTING_RESPONSE
     loop.close()
+
+
+def test_a_reply_that_cannot_be_re_encrypted_counts_as_no_reply_and_the_next_upstream_answers(relay) -> None:  # type: ignore[no-untyped-def]
+    from radius_op25b.radius import TUNNEL_PASSWORD
+
+    r, clock, auth, _, (up,) = relay
+    r.datagram_from_nas(AUTH, access_request(), NAS)
+    ((sent, addr),) = up.take()
+    before = r.hot.drops["upstream_malformed"]._value.get()  # noqa: SLF001
+    # tag + salt and no encrypted part: RFC 2868 §3.5 wants at least one 16-octet block
+    r.datagram_from_upstream(0, answer(sent, extra=((TUNNEL_PASSWORD, b"\x01\x80\x01"),)), addr)
+    assert auth.take() == []
+    assert r.hot.drops["upstream_malformed"]._value.get() == before + 1  # noqa: SLF001
+    ((again, second),) = up.take()  # at once, not after the response window
+    assert second[0] == "127.0.0.3"
+    r.datagram_from_upstream(0, answer(again), second)
+    ((reply, _),) = auth.take()
+    assert parse_packet(reply).code == ACCESS_ACCEPT
+    assert r.pending == {}
