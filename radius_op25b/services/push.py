@@ -9,6 +9,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,9 @@ from radius_op25b.store.models import AcctSession
 log = logging.getLogger("op25b.push")
 
 PUSHES = Counter("op25b_pushes", "CoA/Disconnect pushes to live sessions, by outcome", ["method", "result"])
+REPLIES_DROPPED = Counter("op25b_coa_replies_dropped", "CoA/Disconnect answers refused, by cause", ["cause"])
+# RFC 5176 §3: the answer to each request, by request code.
+ANSWERS = {COA_REQUEST: (COA_ACK, COA_NAK), DISCONNECT_REQUEST: (DISCONNECT_ACK, DISCONNECT_NAK)}
 
 # Changes wake the worker at once (wake(), from the policy watcher's notifications); the poll
 # only catches retries that fall due and jobs whose notification was missed. After a claim that
@@ -106,6 +110,16 @@ class Outcome:
     class_applied: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A request sent and not yet answered: who may answer it, and how it is verified."""
+
+    future: asyncio.Future[bytes]
+    authenticator: bytes
+    secret: bytes
+    destination: tuple[str, int]
+
+
 class _CoaProtocol(asyncio.DatagramProtocol):
     def __init__(self, worker: PushWorker) -> None:
         self.worker = worker
@@ -128,11 +142,12 @@ class PushWorker:
         self.ctx_source = ctx  # the policy service's filter context, kept fresh
         self.clients = ClientTable(config.clients)
         self.transport: asyncio.DatagramTransport | None = None
-        self._waiting: dict[int, tuple[asyncio.Future[bytes], bytes, bytes]] = {}  # id -> (future, authenticator, secret)
+        self._waiting: dict[int, _Waiting] = {}  # by Identifier
         self._next_id = int.from_bytes(os.urandom(1), "big")
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._last_refusal_log: dict[str, tuple[float, int]] = {}
 
     def wake(self) -> None:
         """Jobs may have been queued (a change was notified): claim them now (event loop only)."""
@@ -251,6 +266,8 @@ class PushWorker:
             return Outcome(outcome.ok, outcome.result, "coa-nak+disconnect", outcome.error_cause, f"CoA-NAK Error-Cause {cause}", outcome.class_applied)
         if code == COA_NAK:
             return Outcome(False, "nak", "coa", cause)
+        if code is not None:
+            return Outcome(False, "protocol-error", "coa", detail=f"answered a CoA-Request with code {code}")
         return Outcome(False, "timeout", "coa", detail=f"no answer from {self._destination(client, s)} after {TRIES} tries")
 
     async def _disconnect(self, client: ClientConfig, s: LiveSession, new_class: str) -> Outcome:
@@ -260,6 +277,8 @@ class PushWorker:
             return Outcome(True, "ack", "disconnect", class_applied=new_class)
         if code == DISCONNECT_NAK:
             return Outcome(False, "nak", "disconnect", cause)
+        if code is not None:
+            return Outcome(False, "protocol-error", "disconnect", detail=f"answered a Disconnect-Request with code {code}")
         return Outcome(False, "timeout", "disconnect", detail=f"no answer from {self._destination(client, s)} after {TRIES} tries")
 
     def _destination(self, client: ClientConfig, s: LiveSession) -> tuple[str, int]:
@@ -280,8 +299,8 @@ class PushWorker:
         identifier = self._allocate_id()
         wire = sign_accounting_request(Packet(code, identifier, ZERO_AUTHENTICATOR, (*identity, *extra)), secret, add_message_authenticator=True)
         future: asyncio.Future[bytes] = self.loop.create_future()
-        self._waiting[identifier] = (future, wire[4:20], secret)
         destination = self._destination(client, s)
+        self._waiting[identifier] = _Waiting(future, wire[4:20], secret, destination)
         try:
             assert self.transport is not None
             for _ in range(TRIES):
@@ -305,20 +324,39 @@ class PushWorker:
         raise RuntimeError("256 CoA requests in flight")
 
     def reply_received(self, data: bytes, addr: Any) -> None:
+        """An answer counts only from where its request went (RFC 5176 §3; RFC 5080 §2.2.2
+        matches a reply by source address and port as well as Identifier) and only when its
+        authenticator verifies; anything else is dropped and counted."""
         if len(data) < 20:
-            return
+            return self._refuse("malformed", addr)
         waiting = self._waiting.get(data[1])
         if waiting is None:
-            return
-        future, authenticator, secret = waiting
+            return self._refuse("unmatched", addr)
+        if (addr[0], addr[1]) != waiting.destination:
+            return self._refuse("wrong_source", addr)
         try:
-            valid = verify_reply(data, authenticator, secret)
+            valid = verify_reply(data, waiting.authenticator, waiting.secret)
         except MalformedPacket:
             valid = False
         if not valid:
-            log.warning("dropped a CoA/Disconnect reply from %s:%s with a wrong authenticator", addr[0], addr[1])
-            return
+            return self._refuse("bad_authenticator", addr)
         if data[0] not in (COA_ACK, COA_NAK, DISCONNECT_ACK, DISCONNECT_NAK):
-            return
-        if not future.done():
-            future.set_result(data)
+            return self._refuse("unexpected_code", addr)
+        if not waiting.future.done():
+            waiting.future.set_result(data)
+        return None
+
+    def _refuse(self, cause: str, addr: Any) -> None:
+        REPLIES_DROPPED.labels(cause).inc()
+        self._log_refusal(cause, addr)
+
+    def _log_refusal(self, cause: str, addr: Any) -> None:
+        # One line per cause every 10 s at most: forged answers must not flood the log.
+        now = time.monotonic()
+        last, suppressed = self._last_refusal_log.get(cause, (0.0, 0))
+        if now - last >= 10.0:
+            more = f" (+{suppressed} more since the last report)" if suppressed else ""
+            log.warning("dropped a CoA/Disconnect answer from %s:%s: %s%s", addr[0], addr[1], cause, more)
+            self._last_refusal_log[cause] = (now, 0)
+        else:
+            self._last_refusal_log[cause] = (last, suppressed + 1)

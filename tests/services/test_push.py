@@ -57,8 +57,8 @@ def config(profile: str):  # type: ignore[no-untyped-def]
 class InMemoryNas:
     """The worker's transport: keeps each request and answers it with `code` (None: silence)."""
 
-    def __init__(self, worker: push.PushWorker, answers: list[int | None]) -> None:
-        self.worker, self.answers, self.received = worker, answers, []
+    def __init__(self, worker: push.PushWorker, answers: list[int | None], source: tuple[str, int] | None = None) -> None:
+        self.worker, self.answers, self.received, self.source = worker, answers, [], source
 
     def sendto(self, data: bytes, addr: Any = None) -> None:
         self.received.append((data, addr))
@@ -66,7 +66,7 @@ class InMemoryNas:
         if code is not None:
             request = parse_packet(data)
             reply = sign_reply(Packet(code, request.identifier, request.authenticator, ()), request.authenticator, SECRET, True)
-            asyncio.get_running_loop().call_soon(self.worker.reply_received, reply, addr)
+            asyncio.get_running_loop().call_soon(self.worker.reply_received, reply, self.source or addr)
 
     def close(self) -> None:
         pass
@@ -86,12 +86,12 @@ def engine(tmp_path):  # type: ignore[no-untyped-def]
     return engine
 
 
-def run_jobs(engine, profile: str, answers: list[int | None], monkeypatch) -> tuple[InMemoryNas, list[Any]]:  # type: ignore[no-untyped-def]
+def run_jobs(engine, profile: str, answers: list[int | None], monkeypatch, source=None) -> tuple[InMemoryNas, list[Any]]:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(push, "TRY_TIMEOUT", 0.01)  # silence is decided in 10 ms, not 2 s
 
     async def go() -> tuple[InMemoryNas, list[Any]]:
         worker = push.PushWorker(config(profile), engine, asyncio.get_running_loop(), lambda: profiles.FilterContext(), now=lambda: NOW)
-        nas = InMemoryNas(worker, answers)
+        nas = InMemoryNas(worker, answers, source)
         worker.transport = nas  # type: ignore[assignment]
         tasks = worker._claim()  # noqa: SLF001
         for task in tasks:
@@ -154,3 +154,31 @@ def test_a_nak_on_a_profile_with_fallback_disconnects(engine, monkeypatch) -> No
     assert [parse_packet(w).code for w, _ in nas.received] == [COA_REQUEST, DISCONNECT_REQUEST]
     job = last_job(engine)
     assert (job.method, job.result) == ("coa-nak+disconnect", "ack")
+
+
+def test_an_answer_from_another_address_is_not_taken(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    with db.transaction(engine) as s:
+        store.set_class(s, "alice@isp.example", "mobile", actor="agent", now=NOW)
+    dropped = push.REPLIES_DROPPED.labels("wrong_source")._value.get()  # noqa: SLF001
+    nas, _ = run_jobs(engine, "juniper", [COA_ACK], monkeypatch, source=("127.0.0.2", 3799))
+    assert len(nas.received) == push.TRIES  # a valid ACK, but from 127.0.0.2: never taken
+    assert push.REPLIES_DROPPED.labels("wrong_source")._value.get() == dropped + push.TRIES  # noqa: SLF001
+    job = last_job(engine)
+    assert job.result == "timeout" and job.status == "pending"
+    # the retry is not due yet at the same clock: move it forward, and the NAS itself answers
+    with db.transaction(engine) as s:
+        from radius_op25b.store.models import CoaJob
+
+        s.get(CoaJob, job.id).next_attempt_at = NOW
+    nas, _ = run_jobs(engine, "juniper", [COA_ACK], monkeypatch, source=("192.0.2.1", 3799))
+    assert len(nas.received) == 1
+    assert last_job(engine).result == "ack"
+
+
+def test_a_disconnect_ack_to_a_coa_is_a_protocol_error(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    with db.transaction(engine) as s:
+        store.set_class(s, "alice@isp.example", "mobile", actor="agent", now=NOW)
+    nas, _ = run_jobs(engine, "juniper", [DISCONNECT_ACK], monkeypatch)
+    assert len(nas.received) == 1  # answered: not retransmitted as if silent
+    job = last_job(engine)
+    assert job.result == "protocol-error" and job.method == "coa"
