@@ -32,6 +32,7 @@ from radius_op25b import metrics
 from radius_op25b.core.clients import ClientTable
 from radius_op25b.core.config import ClientConfig, Config
 from radius_op25b.errors import MalformedPacket
+from radius_op25b.logs import RateLimitedLog
 from radius_op25b.proxy.dedup import DuplicateCache, Key, Seen
 from radius_op25b.proxy.upstreams import Health, Pool, Router, Upstream
 from radius_op25b.radius import (
@@ -139,7 +140,7 @@ class Relay:
         self.draining = False
         self._tag = os.urandom(4)  # our Proxy-State: 4 random octets per process + a counter
         self._sequence = 0
-        self._last_drop_log: dict[str, tuple[float, int]] = {}
+        self.limited = RateLimitedLog(log, clock=loop.time)  # a flood must not become a log flood
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -162,7 +163,7 @@ class Relay:
         try:
             self._from_nas(listener, data, addr)
         except Exception:  # the process never dies on input
-            log.exception("internal error handling a datagram from %s:%s", addr[0], addr[1])
+            self.limited.exception("internal_error", "internal error handling a datagram from %s:%s", addr[0], addr[1])
             self._drop("internal_error", addr[0])
 
     def _from_nas(self, listener: str, data: bytes, addr: tuple[str, int]) -> None:
@@ -307,7 +308,10 @@ class Relay:
         if why == "no_upstream":
             self._drop("no_upstream", job.nas_addr[0])
         else:
-            log.warning("no upstream answered %s request %d from %s within %.0fs (tried %s)", job.listener, job.request.identifier, job.client.name, job.deadline - job.received, ", ".join(job.tried))
+            self.limited.warning(
+                "abandoned", "no upstream answered %s request %d from %s within %.0fs (tried %s)",
+                job.listener, job.request.identifier, job.client.name, job.deadline - job.received, ", ".join(job.tried),
+            )
 
     # --- from the upstream -------------------------------------------------------------------
 
@@ -315,7 +319,7 @@ class Relay:
         try:
             self._from_upstream(index, data, addr)
         except Exception:
-            log.exception("internal error handling a reply from %s:%s", addr[0], addr[1])
+            self.limited.exception("internal_error_upstream", "internal error handling a reply from %s:%s", addr[0], addr[1])
             self._drop("internal_error", addr[0])
 
     def _from_upstream(self, index: int, data: bytes, addr: tuple[str, int]) -> None:
@@ -379,7 +383,7 @@ class Relay:
                 durable = self.accounting_hook(job)
             except Exception:
                 # Recording must never fail the relay: the upstream has recorded it already.
-                log.exception("could not record accounting from %s", job.client.name)
+                self.limited.exception("record_failed", "could not record accounting from %s", job.client.name)
                 durable = None
             if durable is not None:
                 durable.add_done_callback(lambda _: self._finish(job, reply.code, attrs))
@@ -389,7 +393,7 @@ class Relay:
                 rewritten = self.accept_hook(job, attrs)
             except Exception:
                 # Never turn an Accept into a Reject or into silence because of our own policy step.
-                log.exception("policy step failed for %s; relaying the Accept unchanged", job.username)
+                self.limited.exception("policy_failed", "policy step failed for %s; relaying the Accept unchanged", job.username)
                 rewritten = attrs
             attrs = rewritten
         self._finish(job, reply.code, attrs)
@@ -447,15 +451,7 @@ class Relay:
 
     def _drop(self, cause: str, source: str, detail: str = "") -> None:
         self.hot.drops[cause].inc()
-        # One log line per cause every 10 s at most: a flood must not become a log flood.
-        now = self.loop.time()
-        last, suppressed = self._last_drop_log.get(cause, (0.0, 0))
-        if now - last >= 10.0:
-            more = f" (+{suppressed} more since the last report)" if suppressed else ""
-            log.warning("dropped a datagram from %s: %s%s%s", source, cause, f": {detail}" if detail else "", more)
-            self._last_drop_log[cause] = (now, 0)
-        else:
-            self._last_drop_log[cause] = (last, suppressed + 1)
+        self.limited.warning(cause, "dropped a datagram from %s: %s%s", source, cause, f": {detail}" if detail else "")
 
 
 def _health_value(health: Health) -> float:

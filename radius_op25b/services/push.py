@@ -9,7 +9,6 @@ import asyncio
 import ipaddress
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from radius_op25b.core import profiles
 from radius_op25b.core.clients import ClientTable
 from radius_op25b.core.config import ClientConfig, Config
 from radius_op25b.errors import MalformedPacket, StoreUnavailable
+from radius_op25b.logs import RateLimitedLog
 from radius_op25b.radius import (
     ACCT_SESSION_ID,
     COA_ACK,
@@ -147,7 +147,7 @@ class PushWorker:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._last_refusal_log: dict[str, tuple[float, int]] = {}
+        self.limited = RateLimitedLog(log)  # forged answers must not flood the log
 
     def wake(self) -> None:
         """Jobs may have been queued (a change was notified): claim them now (event loop only)."""
@@ -198,7 +198,7 @@ class PushWorker:
             except StoreUnavailable:
                 tasks = []  # the policy service logs outages; jobs wait in the database
             except Exception:
-                log.exception("could not claim push jobs")
+                self.limited.exception("claim", "could not claim push jobs")
                 tasks = []
             for task in tasks:
                 running = self.loop.create_task(self._push(task))
@@ -219,7 +219,7 @@ class PushWorker:
         try:
             outcome = await self._attempt(task)
         except Exception as exc:
-            log.exception("push job %d failed", task.job_id)
+            self.limited.exception("push", "push job %d failed", task.job_id)
             outcome = Outcome(False, "error", None, detail=str(exc))
         retry = None
         if not outcome.ok and outcome.result in ("timeout", "error") and task.attempts < MAX_ATTEMPTS:
@@ -233,7 +233,7 @@ class PushWorker:
         try:
             await self.loop.run_in_executor(None, self._finish, task.job_id, outcome, retry)
         except Exception:
-            log.exception("could not record the outcome of push job %d (it will be retried after its lease)", task.job_id)
+            self.limited.exception("finish", "could not record the outcome of push job %d (it will be retried after its lease)", task.job_id)
 
     def _finish(self, job_id: int, outcome: Outcome, retry: timedelta | None) -> None:
         with db.transaction(self.engine) as session:
@@ -348,15 +348,4 @@ class PushWorker:
 
     def _refuse(self, cause: str, addr: Any) -> None:
         REPLIES_DROPPED.labels(cause).inc()
-        self._log_refusal(cause, addr)
-
-    def _log_refusal(self, cause: str, addr: Any) -> None:
-        # One line per cause every 10 s at most: forged answers must not flood the log.
-        now = time.monotonic()
-        last, suppressed = self._last_refusal_log.get(cause, (0.0, 0))
-        if now - last >= 10.0:
-            more = f" (+{suppressed} more since the last report)" if suppressed else ""
-            log.warning("dropped a CoA/Disconnect answer from %s:%s: %s%s", addr[0], addr[1], cause, more)
-            self._last_refusal_log[cause] = (now, 0)
-        else:
-            self._last_refusal_log[cause] = (last, suppressed + 1)
+        self.limited.warning(cause, "dropped a CoA/Disconnect answer from %s:%s: %s", addr[0], addr[1], cause)

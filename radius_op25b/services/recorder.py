@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from radius_op25b import store
 from radius_op25b.core.accounting import AccountingRecord, record_from_request
 from radius_op25b.errors import StoreUnavailable
+from radius_op25b.logs import RateLimitedLog
 from radius_op25b.services.spool import Spool
 from radius_op25b.store import db
 
@@ -39,6 +40,7 @@ class Recorder:
             threading.Thread(target=self._drain_loop, name="op25b-spool-drainer", daemon=True),
         ]
         SPOOL_DEPTH.set(spool.pending)
+        self.limited = RateLimitedLog(log)
 
     def start(self) -> None:
         for thread in self._threads:
@@ -79,10 +81,10 @@ class Recorder:
             try:
                 if not self.spool.append([record for record, _ in batch]):
                     SPOOL_FAILURES.inc(len(batch))
-                    log.error("accounting spool %s is full: %d record(s) not recorded here (the upstream has them)", self.spool.dir, len(batch))
+                    self.limited.log(logging.ERROR, "spool_full", "accounting spool %s is full: %d record(s) not recorded here (the upstream has them)", self.spool.dir, len(batch))
             except OSError as exc:
                 SPOOL_FAILURES.inc(len(batch))
-                log.error("accounting spool %s: %s; %d record(s) not recorded here", self.spool.dir, exc, len(batch))
+                self.limited.log(logging.ERROR, "spool_error", "accounting spool %s: %s; %d record(s) not recorded here", self.spool.dir, exc, len(batch))
             SPOOL_DEPTH.set(self.spool.pending)
             self.loop.call_soon_threadsafe(_resolve_all, [future for _, future in batch])
 
@@ -108,7 +110,7 @@ class Recorder:
                 backoff = min(5.0, max(0.5, backoff * 2))
                 continue
             except Exception:
-                log.exception("could not apply spool segment %s; will retry", segment.name)
+                self.limited.exception("apply", "could not apply spool segment %s; will retry", segment.name)
                 backoff = 5.0
                 continue
             if down_since is not None:
