@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from radius_op25b.errors import SchemaOutOfDate, StoreUnavailable
+from radius_op25b.errors import ConfigError, SchemaOutOfDate, StoreUnavailable
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -36,6 +36,7 @@ def migrations_path() -> Path:
 def make_engine(url: str, pre_ping: bool = True) -> Engine:
     """`pre_ping=False` saves a round trip per checkout; a dead connection then fails its first
     statement (StoreUnavailable) and the pool replaces it."""
+    check_url(url)
     try:
         options: dict[str, Any] = {"pool_pre_ping": pre_ping}
         if url.startswith("postgresql"):
@@ -51,8 +52,8 @@ def make_engine(url: str, pre_ping: bool = True) -> Engine:
                 "keepalives_count": 3,
             }
         engine = create_engine(url, **options)
-    except Exception as exc:  # bad URL or missing driver
-        raise StoreUnavailable(f"database url {redact_url(url)}: {exc}") from None
+    except Exception as exc:  # a missing driver, an unknown option: the message names no password
+        raise StoreUnavailable(f"database url {redact_url(url)}: {type(exc).__name__}: {_first_line(exc)}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -66,13 +67,41 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password, for messages; for one that does not parse, its scheme only
+    (any other part of it may be a piece of the password)."""
     from sqlalchemy.engine import make_url
 
+    if _ambiguous_credentials(url):
+        return _scheme(url) + "://<unparseable>"
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
-        return "<unparseable url>"
+        return _scheme(url) + "://<unparseable>"
+
+
+def _scheme(url: str) -> str:
+    scheme = url.partition("://")[0] if "://" in url else ""
+    return scheme if scheme.replace("+", "").replace("_", "").isalnum() else "<unknown scheme>"
+
+
+def _ambiguous_credentials(url: str) -> bool:
+    """More than one '@' before the host: a password with an unencoded '@' in it, which the
+    parser would split somewhere inside the password."""
+    authority = url.partition("://")[2].partition("/")[0]
+    return authority.count("@") > 1
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL that cannot be parsed, naming no part of it but its scheme."""
+    from sqlalchemy.engine import make_url
+
+    hint = "write '@', ':' and '/' in the password percent-encoded (%40, %3A, %2F)"
+    if _ambiguous_credentials(url):
+        raise ConfigError(f"database url {redact_url(url)}: more than one '@' before the host; {hint}")
+    try:
+        make_url(url)
+    except Exception:
+        raise ConfigError(f"database url {redact_url(url)} cannot be parsed; {hint}") from None
 
 
 @contextlib.contextmanager
