@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import platform
 import random
 import resource
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,15 +24,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from radius_op25b import store
-from radius_op25b.store import db
 from radius_op25b.core import profiles
 from radius_op25b.core.config import Config, load_config
 from radius_op25b.core.decision import Request, decide
+from radius_op25b.store import db
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.common import (  # noqa: E402 - after the path is set
+    append_record,
+    git_revision,
+    host_facts,
+    load_average,
+    percentile,
+    pg_facts,
+    run_op25b,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "RESULTS-import.md"
@@ -146,23 +155,9 @@ def generate_csv(path: Path, rows: int, rng: random.Random) -> tuple[list[str], 
 # --- running the CLI ------------------------------------------------------------------------------
 
 
-def op25b_command() -> list[str]:
-    """The installed console script next to this interpreter, else `python -m radius_op25b`."""
-    script = Path(sys.executable).parent / "op25b"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("op25b")
-    return [found] if found else [sys.executable, "-m", "radius_op25b"]
-
-
 def run_cli(config: Path, *args: str) -> tuple[float, str]:
     """Run `op25b -c CONFIG ARGS...` as its own process; return (wall seconds, stdout)."""
-    start = time.perf_counter()
-    done = subprocess.run([*op25b_command(), "-c", str(config), *args], capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"op25b {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
-    return elapsed, done.stdout
+    return run_op25b(config, *args, timeout=None)
 
 
 # --- lookups --------------------------------------------------------------------------------------
@@ -177,11 +172,6 @@ def explain_in_process(engine: Engine, config: Config, username: str, now: datet
         mta = store.mobile_mta_networks(session)
     decision = decide(request, subscriber, realm, config.policy, now)
     return profiles.attributes_for(client.profile, decision, profiles.FilterContext(config.filters, mta), config.profiles)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def captured_statements(engine: Engine, username: str) -> list[tuple[str, Any]]:
@@ -232,42 +222,15 @@ def drop_scratch(admin: Engine) -> None:
 
 
 def machine_facts(engine: Engine, load_at_start: str) -> dict[str, str]:
-    facts = {"nproc": str(os.cpu_count())}
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
-        if models:
-            facts["cpu"] = models[0]
-    meminfo = Path("/proc/meminfo")
-    if meminfo.exists():
-        kib = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
-        facts["memory"] = f"{kib / 1024 / 1024:.1f} GiB"
-    facts["python"] = platform.python_version()
-    facts["sqlalchemy"] = sqlalchemy.__version__
-    try:
-        import psycopg2  # type: ignore[import-untyped]
-
-        facts["psycopg2"] = psycopg2.__version__.split()[0]
-    except ImportError:
-        pass
-    with engine.connect() as conn:
-        facts["postgresql"] = str(conn.scalar(text("SHOW server_version")))
-        for setting in ("shared_buffers", "synchronous_commit", "max_wal_size"):
-            facts[f"pg {setting}"] = str(conn.scalar(text(f"SHOW {setting}")))
+    facts = host_facts(("sqlalchemy", "psycopg2"))
+    facts.update(pg_facts(engine, ("shared_buffers", "synchronous_commit", "max_wal_size")))
     # Other work on the machine skews the figures; the load average says how much there was.
     facts["load average 1/5/15 min at start"] = load_at_start
     facts["at end"] = load_average()
-    try:
-        facts["git"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True, check=True
-        ).stdout.strip() + " (+ working tree)"
-    except (OSError, subprocess.CalledProcessError):
-        pass
+    revision = git_revision()
+    if revision:
+        facts["git"] = revision
     return facts
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -462,19 +425,19 @@ def summary_markdown(f: Figures) -> str:
     return "\n".join(lines) + "\n"
 
 
+RESULTS_HEADER = (
+    "# Import and lookup benchmark\n\n"
+    "Written by `bench/import_bench.py`; newest runs last. The import is the real\n"
+    "`op25b subscriber import` process (start to exit, COPY on PostgreSQL); lookups are\n"
+    "`op25b policy explain`: end to end as a new process each (mostly Python start-up and\n"
+    "imports), and in process with the functions the CLI calls (ORM work plus about five\n"
+    "statements per lookup; the index scan itself takes some 0.02 ms). The machine is shared\n"
+    "with other work, so the load average is recorded with each run.\n\n"
+)
+
+
 def record(markdown: str) -> None:
-    if not RESULTS.exists():
-        RESULTS.write_text(
-            "# Import and lookup benchmark\n\n"
-            "Written by `bench/import_bench.py`; newest runs last. The import is the real\n"
-            "`op25b subscriber import` process (start to exit, COPY on PostgreSQL); lookups are\n"
-            "`op25b policy explain`: end to end as a new process each (mostly Python start-up and\n"
-            "imports), and in process with the functions the CLI calls (ORM work plus about five\n"
-            "statements per lookup; the index scan itself takes some 0.02 ms). The machine is shared\n"
-            "with other work, so the load average is recorded with each run.\n\n"
-        )
-    with RESULTS.open("a") as fh:
-        fh.write(markdown)
+    append_record(RESULTS, RESULTS_HEADER, markdown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,68 +11,57 @@ Authenticator, and records the round-trip time of every request.  Only 127.0.0.1
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import os
 import socket
-import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT = 1, 2, 3
-USER_NAME, USER_PASSWORD, MESSAGE_AUTHENTICATOR = 1, 2, 80
-FILTER_ID = 11
+from radius_op25b.errors import MalformedPacket
+from radius_op25b.radius import (
+    ACCESS_ACCEPT,
+    ACCESS_REJECT,
+    ACCESS_REQUEST,
+    FILTER_ID,
+    USER_NAME,
+    USER_PASSWORD,
+    Packet,
+    encode_packet,
+    encrypt_user_password,
+    get_first,
+    new_request_authenticator,
+    parse_packet,
+    sign_access_request,
+    verify_reply,
+)
 
 
 def pap_packet(
     ident: int, secret: bytes, user: str, password: str, with_ma: bool = False
 ) -> tuple[bytes, bytes]:
-    """(packet, request authenticator) of one Access-Request with User-Name and User-Password."""
-    req_auth = os.urandom(16)
-    pw = password.encode()
-    pw = pw.ljust(max(16, (len(pw) + 15) // 16 * 16), b"\0")
-    hidden, prev = b"", req_auth
-    for i in range(0, len(pw), 16):
-        block = bytes(
-            a ^ b for a, b in zip(pw[i : i + 16], hashlib.md5(secret + prev).digest())
-        )
-        hidden, prev = hidden + block, block
-    name = user.encode()
+    """(packet, request authenticator) of one Access-Request with User-Name and User-Password;
+    built with op25b's own wire layer (radius_op25b.radius)."""
+    req_auth = new_request_authenticator()
     attrs = (
-        bytes([USER_NAME, 2 + len(name)])
-        + name
-        + bytes([USER_PASSWORD, 2 + len(hidden)])
-        + hidden
+        (USER_NAME, user.encode()),
+        (USER_PASSWORD, encrypt_user_password(password.encode(), secret, req_auth)),
     )
-    if with_ma:
-        attrs += bytes([MESSAGE_AUTHENTICATOR, 18]) + bytes(16)
-    pkt = struct.pack("!BBH", ACCESS_REQUEST, ident, 20 + len(attrs)) + req_auth + attrs
-    if with_ma:
-        pkt = pkt[:-16] + hmac.new(secret, pkt, hashlib.md5).digest()
-    return pkt, req_auth
+    packet = Packet(ACCESS_REQUEST, ident, req_auth, attrs)
+    return (sign_access_request(packet, secret) if with_ma else encode_packet(packet)), req_auth
 
 
 def reply_ok(data: bytes, req_auth: bytes, secret: bytes) -> bool:
-    if len(data) < 20:
+    """The Response Authenticator (and a Message-Authenticator, if any) verify."""
+    try:
+        return verify_reply(data, req_auth, secret)
+    except MalformedPacket:
         return False
-    length = struct.unpack("!H", data[2:4])[0]
-    data = data[:length]
-    return hmac.compare_digest(
-        hashlib.md5(data[:4] + req_auth + data[20:] + secret).digest(), data[4:20]
-    )
 
 
 def filter_id(data: bytes) -> bytes | None:
-    off, end = 20, min(len(data), struct.unpack("!H", data[2:4])[0])
-    while off + 2 <= end:
-        t, ln = data[off], data[off + 1]
-        if ln < 2:
-            return None
-        if t == FILTER_ID:
-            return data[off + 2 : off + ln]
-        off += ln
-    return None
+    try:
+        return get_first(parse_packet(data).attributes, FILTER_ID)
+    except MalformedPacket:
+        return None
 
 
 @dataclass
@@ -93,6 +82,22 @@ class Phase:
         default_factory=list
     )  # how late each send was vs schedule
     seconds: float = 0.0
+
+    @classmethod
+    def merged(cls, target: str, phases: Iterable[Phase]) -> Phase:
+        """One phase adding up several (the rounds of a latency probe)."""
+        out = cls(target)
+        for ph in phases:
+            out.sent += ph.sent
+            out.accepted += ph.accepted
+            out.rejected += ph.rejected
+            out.with_filter_id += ph.with_filter_id
+            out.lost += ph.lost
+            out.skipped += ph.skipped
+            out.rtts_ms += ph.rtts_ms
+            out.send_lag_ms += ph.send_lag_ms
+            out.seconds += ph.seconds
+        return out
 
 
 @dataclass
@@ -237,11 +242,3 @@ def run_paced(
     finally:
         runner.close()
     return phase
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..1); nan for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
