@@ -26,7 +26,8 @@ class Spool:
 
     def __init__(self, directory: str | os.PathLike[str], max_bytes: int = 1 << 30) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # Accounting names subscribers and their addresses: readable by the service alone.
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         segments = self.segments()
@@ -53,7 +54,9 @@ class Spool:
             if self._file is None:
                 if self.bytes_used() + len(data) > self.max_bytes:
                     return False
-                self._file = open(self.dir / f"{self._number:010d}.jsonl", "ab")  # noqa: SIM115 (kept open: the current segment)
+                path = self.dir / f"{self._number:010d}.jsonl"
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                self._file = os.fdopen(fd, "ab")  # kept open: the current segment
                 self._size = 0
             self._file.write(data)
             self._file.flush()

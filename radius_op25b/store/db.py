@@ -5,6 +5,7 @@ underneath the store; their errors leave this module as StoreUnavailable or Sche
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -55,8 +56,22 @@ def make_engine(url: str, pre_ping: bool = True) -> Engine:
     except Exception as exc:  # a missing driver, an unknown option: the message names no password
         raise StoreUnavailable(f"database url {redact_url(url)}: {type(exc).__name__}: {_first_line(exc)}") from None
     if engine.dialect.name == "sqlite":
+        _create_private(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _create_private(path: str | None) -> None:
+    """Create the SQLite file 0600 before SQLite does (with the umask's 0644): it holds who had
+    which address."""
+    if not path or path == ":memory:" or path.startswith("file:") or Path(path).exists():
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        pass  # a missing folder or no permission: SQLite's own open says so, with its message
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
