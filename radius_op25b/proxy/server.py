@@ -113,7 +113,7 @@ class ProxyServer:
             self.recorder.start()
             relay.accounting_hook = self.recorder.record
             policy = self.policy
-            self.pusher = PushWorker(self.config, self.engine, loop, lambda: policy.ctx)
+            self.pusher = PushWorker(self.config, self.engine, loop, lambda: policy.ctx, source=source_address(self.config, 4))
             await self.pusher.start()
             self.on_reload.append(self.pusher.reconfigure)
         for listener, (host, port) in ((AUTH, self.config.auth_listen), (ACCT, self.config.acct_listen)):
@@ -122,7 +122,7 @@ class ProxyServer:
             self._transports.append(transport)
         families = {ipaddress.ip_address(u.address).version for u in self.config.upstreams} or {4}
         for version in sorted(families):
-            host = "::" if version == 6 else "0.0.0.0"
+            host = source_address(self.config, version)
             for _ in range(UPSTREAM_SOCKETS):
                 protocol = _UpstreamProtocol(relay)
                 transport, _ = await loop.create_datagram_endpoint(lambda protocol=protocol: protocol, sock=udp_socket(host, 0))
@@ -193,6 +193,16 @@ class ProxyServer:
         if self.policy is not None:
             self.policy.close()
         log.info("stopped")
+
+
+def source_address(config: Config, version: int) -> str:
+    """Where our requests to upstreams and NASes come from: `server.source_address` when set,
+    else the auth listener's address when it is one of that family, else the wildcard - so a
+    proxy told to listen on one address does not send from every other."""
+    for host in (getattr(config, "source_address", None), config.auth_listen[0]):
+        if host and ipaddress.ip_address(host).version == version:
+            return host
+    return "::" if version == 6 else "0.0.0.0"
 
 
 def _worker_number(path: Path) -> int:

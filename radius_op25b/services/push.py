@@ -136,8 +136,10 @@ class PushWorker:
         loop: asyncio.AbstractEventLoop,
         ctx: Callable[[], profiles.FilterContext],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        source: str = "0.0.0.0",
     ) -> None:
         self.config, self.engine, self.loop = config, engine, loop
+        self.source = source  # the address CoA/Disconnect-Requests are sent from
         self.now = now  # the wall clock (claims, leases, Event-Timestamp); tests pass their own
         self.ctx_source = ctx  # the policy service's filter context, kept fresh
         self.clients = ClientTable(config.clients)
@@ -158,7 +160,7 @@ class PushWorker:
         self.clients = ClientTable(config.clients)
 
     async def start(self) -> None:
-        self.transport, _ = await self.loop.create_datagram_endpoint(lambda: _CoaProtocol(self), local_addr=("0.0.0.0", 0))
+        self.transport, _ = await self.loop.create_datagram_endpoint(lambda: _CoaProtocol(self), local_addr=(self.source, 0))
         self._task = self.loop.create_task(self._run())
 
     async def close(self) -> None:

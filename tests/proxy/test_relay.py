@@ -282,3 +282,15 @@ def test_a_reply_that_cannot_be_re_encrypted_counts_as_no_reply_and_the_next_ups
     ((reply, _),) = auth.take()
     assert parse_packet(reply).code == ACCESS_ACCEPT
     assert r.pending == {}
+
+
+def test_requests_leave_from_the_listeners_address_unless_told_otherwise() -> None:
+    from radius_op25b.proxy.server import source_address
+
+    def with_listen(host: str):  # type: ignore[no-untyped-def]
+        return parse_config({**CONFIG, "server": {"auth_listen": f"{host}:1812"}}, "test.toml")
+
+    assert source_address(with_listen("192.0.2.10"), 4) == "192.0.2.10"
+    assert source_address(with_listen("192.0.2.10"), 6) == "::"
+    assert source_address(with_listen("0.0.0.0"), 4) == "0.0.0.0"
+    assert source_address(with_listen("2001:db8::5"), 6) == "2001:db8::5"
