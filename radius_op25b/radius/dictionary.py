@@ -30,7 +30,7 @@ def dictionary_path() -> pathlib.Path:
     packaged = _packaged_path()
     if packaged is not None:
         return packaged
-    return pathlib.Path(__file__).resolve().parent.parent / "dictionaries" / _MAIN_FILE
+    return pathlib.Path(__file__).resolve().parents[2] / "dictionaries" / _MAIN_FILE
 
 
 @functools.lru_cache(maxsize=1)

@@ -5,6 +5,7 @@ One module per aggregate; this package re-exports their functions, so callers wr
 `store.add_subscriber(...)`.
 """
 
+from radius_op25b.core.decision import username_key  # noqa: F401  (the key subscribers are stored under)
 from radius_op25b.store.audit import (  # noqa: F401
     audit,
     audit_entries,
