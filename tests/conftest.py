@@ -1,8 +1,8 @@
-"""Shared fixtures: a migrated database on both backends (SQLite file and the real PostgreSQL)."""
+"""Shared fixtures for every test below tests/: a migrated database on both backends (SQLite file
+and the real PostgreSQL), and the FreeRADIUS upstreams of tests/support/freeradius.py."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, text
 
 from radius_op25b.store import db
 from radius_op25b.store.models import Base
-
-PG_ADMIN_URL = os.environ.get("OP25B_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+from tests.support.freeradius import freeradius_factory, freeradius_upstream  # noqa: F401  (fixtures)
+from tests.support.postgres import PG_ADMIN_URL
 
 
 @pytest.fixture(scope="session")
@@ -58,5 +58,3 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # 
     empty()  # tests on postgres_url itself share this database: leave it as found
     engine.dispose()
 
-
-from tests.freeradius import freeradius_factory, freeradius_upstream  # noqa: E402,F401  (fixtures)

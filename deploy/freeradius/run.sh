@@ -7,12 +7,14 @@
 #   NAME [upstream]  AUTH_PORT [11812]  ACCT_PORT [11813]  SECRET [upstream-secret]
 #   USERS_FILE [RUN_DIR/raddb/users, a copy of deploy/freeradius/users]
 # -X runs FreeRADIUS in debug mode (everything on stdout) instead of `-f` (log in
-# RUN_DIR/radius.log).  Stop it with Ctrl-C.
+# RUN_DIR/radius.log).  It runs as this script's PID (exec), written to RUN_DIR/freeradius.pid:
+# stop it with Ctrl-C or `kill "$(cat RUN_DIR/freeradius.pid)"`.  A second instance needs another
+# RUN_DIR and other ports; one still running from the same RUN_DIR is refused, never stopped.
 set -euo pipefail
 shopt -u patsub_replacement 2>/dev/null || true   # bash 5.2: keep '&' literal in ${x//p/r}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-[ $# -ge 1 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
 mkdir -p "$1"
 run_dir=$(cd "$1" && pwd)
 mode=${2:--f}
@@ -28,6 +30,15 @@ users_file=${USERS_FILE:-$conf_dir/users}
 case $secret in *'\"'*|*'\') echo "SECRET may not end in a backslash or have one before a quote" >&2; exit 2 ;; esac
 case $run_dir in *[\"\\\$%{}\']*) echo "RUN_DIR may not contain quotes, \\, \$, %, { or }" >&2; exit 2 ;; esac
 secret=${secret//\"/\\\"}   # FreeRADIUS: \" is a quote, other backslashes are verbatim
+
+pid_file=$run_dir/freeradius.pid
+if [ -f "$pid_file" ]; then
+    old=$(cat "$pid_file")
+    if [[ $old =~ ^[0-9]+$ ]] && [ -r "/proc/$old/cmdline" ] && tr '\0' ' ' <"/proc/$old/cmdline" | grep -qF -- "-d $conf_dir"; then
+        echo "FreeRADIUS from $run_dir is still running as pid $old: stop it first (kill $old)" >&2
+        exit 1
+    fi
+fi
 
 rm -rf "$conf_dir"
 mkdir -p "$conf_dir/mods" "$conf_dir/sites"
@@ -49,4 +60,5 @@ for rel in radiusd.conf clients.conf dictionary empty mods/* sites/*; do
 done
 
 echo "FreeRADIUS '$name' on 127.0.0.1 auth $auth_port acct $acct_port; log $run_dir/radius.log, detail $run_dir/detail" >&2
+echo $$ >"$pid_file"   # exec keeps this PID
 exec freeradius "$mode" -d "$conf_dir"

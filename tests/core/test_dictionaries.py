@@ -17,8 +17,9 @@ import pytest
 from pyrad import packet
 
 from radius_op25b.radius import dictionary as op25b_dictionary
+from tests.support.paths import REPO_ROOT
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 OUR_MAIN = REPO / "dictionaries" / "dictionary"
 FREERADIUS_MAIN = pathlib.Path("/usr/share/freeradius/dictionary")
 
@@ -285,7 +286,7 @@ def _rfc2548_decrypt(value: bytes, secret: bytes, request_authenticator: bytes) 
     for i in range(0, len(cipher), 16):
         block = cipher[i:i + 16]
         pad = hashlib.md5(secret + previous).digest()
-        plain += bytes(c ^ p for c, p in zip(block, pad))
+        plain += bytes(c ^ p for c, p in zip(block, pad, strict=False))
         previous = block
     return plain[1:1 + plain[0]]  # key-length octet, key, zero padding
 

@@ -8,8 +8,8 @@ import pytest
 
 from radius_op25b.core import profiles
 from radius_op25b.core.decision import Decision, FilterClass
-from radius_op25b.radius.dictionary import load_dictionary
 from radius_op25b.core.profiles import CustomProfile, FilterContext, FilterNames
+from radius_op25b.radius.dictionary import load_dictionary
 
 NET = ipaddress.ip_network
 FULL = Decision(FilterClass.FULL, "policy default full", "default", "isp.example")

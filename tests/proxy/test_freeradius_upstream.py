@@ -6,25 +6,11 @@ import uuid
 
 import pytest
 
-from tests.freeradius import (
-    DEFAULT_SECRET,
-    FreeRadiusError,
-    FreeRadiusInstance,
-    MsChapV2,
-    challenge_hash,
-    des_encrypt_block,
-    free_udp_port,
-    freeradius_factory,  # noqa: F401 - fixture
-    freeradius_upstream,  # noqa: F401 - fixture
-    md4,
-    mschapv2_request,
-    octets,
-    pap_request,
-    parse_reply,
-    radclient,
-    require_freeradius,
-    status_server,
-)
+from tests.support.freeradius import DEFAULT_SECRET, FreeRadiusError, FreeRadiusInstance, require_freeradius
+from tests.support.mschap import MsChapV2, challenge_hash, des_encrypt_block, md4, mschapv2_request
+from tests.support.ports import free_udp_port
+from tests.support.radclient import octets, parse_reply, radclient
+from tests.support.rawclient import pap_request, status_server
 
 pytestmark = pytest.mark.freeradius
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.freeradius import parse_reply, radclient
-from tests.pg_private import PrivatePostgres
-from tests.proxy_harness import ProxyProcess, client_block, upstream_block
+from tests.support.harness import ProxyProcess, client_block, upstream_block
+from tests.support.postgres import PrivatePostgres
+from tests.support.radclient import parse_reply, radclient
 
 NAS_SECRET = "nas-secret"
 USERS = """

@@ -21,12 +21,14 @@ from radius_op25b.radius import (
     Packet,
     encrypt_user_password,
     new_request_authenticator,
-    parse_packet,
     sign_access_request,
     verify_reply,
 )
-from tests.freeradius import mschapv2_request, octets, pap_request, parse_reply, radclient
-from tests.proxy_harness import ProxyProcess, client_block, upstream_block
+from tests.support.harness import ProxyProcess, client_block, upstream_block
+from tests.support.mschap import mschapv2_request
+from tests.support.radclient import octets, parse_reply, radclient
+from tests.support.rawclient import pap_request
+from tests.support.udp import Address, UdpResponder
 
 NAS_SECRET = "nas-secret"
 ALICE = 'User-Name = "alice@isp.example"\nUser-Password = "alicepw"\n'
@@ -177,35 +179,16 @@ def test_limit_proxy_state_drops_proxy_state_without_message_authenticator(tmp_p
         assert ok.code == "Access-Accept" and ok.all("Proxy-State") == ["0x0102"]
 
 
-class FakeUpstream:
+class FakeUpstream(UdpResponder):
     """A garbage-speaking upstream: answers every request with a wrongly signed Accept."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
         self.answered = 0
-        import threading
+        super().__init__(self._forge)
 
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stopping:
-            try:
-                data, addr = self.sock.recvfrom(4096)
-            except (TimeoutError, OSError):
-                continue
-            forged = bytes([ACCESS_ACCEPT, data[1], 0, 20]) + os.urandom(16)
-            self.sock.sendto(forged, addr)
-            self.answered += 1
-
-    def close(self) -> None:
-        self.stopping = True
-        self.thread.join()
-        self.sock.close()
+    def _forge(self, data: bytes, addr: Address) -> bytes:
+        self.answered += 1
+        return bytes([ACCESS_ACCEPT, data[1], 0, 20]) + os.urandom(16)
 
 
 def test_forged_upstream_reply_is_dropped_and_the_next_upstream_answers(tmp_path: Path, upstream_a) -> None:  # type: ignore[no-untyped-def]

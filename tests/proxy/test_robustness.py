@@ -4,17 +4,14 @@ unknown address; the proxy stays up, its memory stays flat, and real requests st
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 import random
 import socket
 import struct
 import time
 from pathlib import Path
 
-from tests.freeradius import parse_reply, radclient
-from tests.proxy_harness import ProxyProcess, client_block, upstream_block
+from tests.support.harness import ProxyProcess, client_block, upstream_block
+from tests.support.radclient import parse_reply, radclient
 
 SECRET = b"nas-secret"
 
@@ -58,7 +55,7 @@ def flood(target: tuple[str, int], datagrams: list[bytes], source: str) -> None:
 
 def kernel_udp_drops() -> int:
     """Datagrams the kernel dropped for full receive buffers (machine-wide)."""
-    lines = [line.split() for line in open("/proc/net/snmp") if line.startswith("Udp:")]
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
     header, values = lines[0], lines[1]
     return int(values[header.index("RcvbufErrors")])
 

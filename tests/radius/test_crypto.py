@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import pytest
-from pyrad.dictionary import Dictionary
 from pyrad.packet import AuthPacket
 from pyrad.packet import Packet as PyradPacket
 
@@ -49,19 +47,15 @@ from radius_op25b.radius import (
     sign_reply,
     vsa,
 )
+from tests.support.wire import load_hex, wire_dictionary
 
-DATA = Path(__file__).parent / "data"
-DICTIONARY = Dictionary(str(DATA / "wire_dictionary"))
+DICTIONARY = wire_dictionary()
 
 NAS_SECRET = b"testing123"
 UPSTREAM_SECRET = b"a much longer upstream secret, past one MD5 block of 64 octets....."
 NAS_AUTH = bytes.fromhex("00112233445566778899aabbccddeeff")
 UPSTREAM_AUTH = bytes.fromhex("f0e1d2c3b4a5968778695a4b3c2d1e0f")
 
-
-def load_hex(name: str) -> bytes:
-    text = (DATA / name).read_text()
-    return bytes.fromhex("".join(line.split("#", 1)[0] for line in text.splitlines()))
 
 
 def pyrad_auth(secret: bytes, authenticator: bytes) -> AuthPacket:

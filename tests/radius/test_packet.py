@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import random
 import struct
-from pathlib import Path
 
 import pytest
 
@@ -31,14 +30,7 @@ from radius_op25b.radius import (
     strip_own_proxy_state,
     verify_message_authenticator,
 )
-
-DATA = Path(__file__).parent / "data"
-
-
-def load_hex(name: str) -> bytes:
-    """A golden packet: hex octets, whitespace free-form, '#' starts a comment."""
-    text = (DATA / name).read_text()
-    return bytes.fromhex("".join(line.split("#", 1)[0] for line in text.splitlines()))
+from tests.support.wire import load_hex
 
 
 def header(code: int, identifier: int, length: int) -> bytes:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -40,6 +39,7 @@ from radius_op25b.radius import (
     verify_accounting_request,
     verify_message_authenticator,
 )
+from tests.support.udp import Address, UdpResponder
 
 pytestmark = [
     pytest.mark.freeradius,
@@ -98,30 +98,15 @@ FORGE = threading.Event()
 
 @pytest.fixture
 def responder() -> Iterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    stop = threading.Event()
+    def reply(datagram: bytes, peer: Address) -> bytes | None:
+        wire = answer(datagram)
+        if wire is not None and FORGE.is_set():
+            return forge_message_authenticator(datagram, wire)
+        return wire
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                datagram, peer = sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            wire = answer(datagram)
-            if wire is not None:
-                sock.sendto(
-                    forge_message_authenticator(datagram, wire) if FORGE.is_set() else wire, peer
-                )
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1]
+    with UdpResponder(reply) as server:
+        yield server.port
     FORGE.clear()
-    stop.set()
-    thread.join()
-    sock.close()
 
 
 RadClient = Callable[[str, str], subprocess.CompletedProcess[str]]

@@ -4,10 +4,7 @@ Unknown attributes, multi-sub-attribute VSAs, Class and the NAS's Proxy-State su
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from pyrad.dictionary import Dictionary
 from pyrad.packet import AcctPacket, AuthPacket
 
 from radius_op25b.radius import (
@@ -56,9 +53,9 @@ from radius_op25b.radius import (
     verify_message_authenticator,
     verify_reply,
 )
+from tests.support.wire import load_hex, wire_dictionary
 
-DATA = Path(__file__).parent / "data"
-DICTIONARY = Dictionary(str(DATA / "wire_dictionary"))
+DICTIONARY = wire_dictionary()
 
 NAS_SECRET = b"testing123"
 UPSTREAM_SECRET = b"upstream-secret"
@@ -71,10 +68,6 @@ UNKNOWN = (224, b"\x00\xffopaque")
 # Two Cisco-AVPairs in one Vendor-Specific: pyrad's decode/encode would split them in two.
 CISCO_MULTI = (VENDOR_SPECIFIC, b"\x00\x00\x00\x09\x01\x10ip:addr-pool=a\x01\x0efoo=bar-baz")
 
-
-def load_hex(name: str) -> bytes:
-    text = (DATA / name).read_text()
-    return bytes.fromhex("".join(line.split("#", 1)[0] for line in text.splitlines()))
 
 
 # --- the packets the other parties send ------------------------------------------------------

@@ -5,10 +5,8 @@ Also: Message-Authenticator first, stale ones replaced, tampering caught, golden
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
-from pyrad.dictionary import Dictionary
 from pyrad.packet import AcctPacket, AuthPacket, CoAPacket
 
 from radius_op25b.errors import MalformedPacket
@@ -47,16 +45,12 @@ from radius_op25b.radius import (
     verify_message_authenticator,
     verify_reply,
 )
+from tests.support.wire import load_hex, wire_dictionary
 
-DATA = Path(__file__).parent / "data"
-DICTIONARY = Dictionary(str(DATA / "wire_dictionary"))
+DICTIONARY = wire_dictionary()
 SECRET = b"testing123"
 REQUEST_AUTH = bytes.fromhex("00112233445566778899aabbccddeeff")
 
-
-def load_hex(name: str) -> bytes:
-    text = (DATA / name).read_text()
-    return bytes.fromhex("".join(line.split("#", 1)[0] for line in text.splitlines()))
 
 
 def access_request(attributes: tuple[tuple[int, bytes], ...] = ()) -> Packet:

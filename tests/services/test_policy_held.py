@@ -15,12 +15,12 @@ from types import SimpleNamespace
 import pytest
 
 from radius_op25b import store
-from radius_op25b.store import db
 from radius_op25b.core import decision as d
 from radius_op25b.core.config import ClientConfig, Config, Secret
-from radius_op25b.services.policy import PolicyService
 from radius_op25b.radius import CLASS, FRAMED_IP_ADDRESS
-from tests.proxy_harness import wait_until
+from radius_op25b.services.policy import PolicyService
+from radius_op25b.store import db
+from tests.support.processes import wait_until
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from radius_op25b import store
-from radius_op25b.store import db
 from radius_op25b.core.accounting import AccountingRecord
 from radius_op25b.radius import (
     ACCT_SESSION_ID,
@@ -34,10 +33,13 @@ from radius_op25b.radius import (
     sign_accounting_request,
     verify_reply,
 )
-from tests.freeradius import RADCLIENT, DICT_DIR, TEMPLATE_DIR, parse_reply, radclient
-from tests.nas_standin import NasStandIn
-from tests.pg_private import PrivatePostgres
-from tests.proxy_harness import ProxyProcess, client_block, upstream_block, wait_until
+from radius_op25b.store import db
+from tests.support.harness import ProxyProcess, client_block, upstream_block
+from tests.support.nas import NasStandIn
+from tests.support.paths import TEMPLATE_DIR
+from tests.support.postgres import PrivatePostgres
+from tests.support.processes import wait_until
+from tests.support.radclient import DICT_DIR, RADCLIENT, parse_reply, radclient
 
 NAS_SECRET = "nas-secret"
 T0 = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
@@ -219,7 +221,7 @@ def test_two_instances_send_exactly_one_coa_per_change(tmp_path: Path, upstream,
                 assert acct(one if i % 2 else two, "Start", f"T-{i}", user="bob@isp.example", extra='Class = "op25b:full"\n') == "Accounting-Response"
             assert wait_until(lambda: len(cli_json(one, "sessions", "active", "--user", "bob@isp.example")["sessions"]) == 3, 10)
             one.op25b("subscriber", "set-class", "bob@isp.example", "mobile")
-            got = nas.wait_for(3, 5)
+            nas.wait_for(3, 5)
             time.sleep(2.0)  # anything more would be a double send
             assert len(nas.received) == 3
             assert sorted(get_first(packet.attributes, ACCT_SESSION_ID) for _, packet, _ in nas.received) == [b"T-0", b"T-1", b"T-2"]

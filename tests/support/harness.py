@@ -1,39 +1,20 @@
-"""Test helper: run `op25b serve` as a real process on 127.0.0.1 with a config the test writes.
+"""Run `op25b serve` as a real process on 127.0.0.1 with a config the test writes.
 
-Not a test module. The proxy listens on free ports, logs to a file, and is stopped (SIGTERM,
+The proxy listens on free ports, logs to a file, and is stopped by its PID (SIGTERM,
 then SIGKILL) at teardown; `metrics()` scrapes its Prometheus endpoint.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.freeradius import free_port, free_udp_port
-
-SETPRIV = "/usr/bin/setpriv" if os.path.exists("/usr/bin/setpriv") else None
-
-
-def free_tcp_port() -> int:
-    import socket
-
-    return free_port(socket.SOCK_STREAM)
-
-
-def wait_until(check, timeout: float, step: float = 0.1):  # type: ignore[no-untyped-def]
-    """Call `check` until it returns something true or `timeout` seconds passed; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
+from tests.support import processes
+from tests.support.ports import free_tcp_port, free_udp_port
 
 
 class ProxyProcess:
@@ -76,11 +57,8 @@ class ProxyProcess:
             done = self.op25b("db", "upgrade")
             assert done.returncode == 0, done.stderr
         args = [sys.executable, "-m", "radius_op25b", "-c", str(self.config_path), "serve", "--log-level", "info", *self.serve_args]
-        if SETPRIV:
-            args = [SETPRIV, "--pdeathsig", "KILL", "--", *args]
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = processes.spawn(args, self.log_path, death_signal="KILL")
         deadline = time.monotonic() + timeout
         while "serving auth on" not in self.log_text()[offset:]:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -90,16 +68,7 @@ class ProxyProcess:
 
     def stop(self) -> int | None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        return proc.returncode
+        return processes.stop(proc, timeout=10)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -110,10 +79,7 @@ class ProxyProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return processes.read_text(self.log_path)
 
     def wait_for_log(self, text: str, timeout: float = 10.0, after: int = 0) -> None:
         deadline = time.monotonic() + timeout

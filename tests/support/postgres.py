@@ -1,5 +1,7 @@
-"""Test helper: a private PostgreSQL cluster that a test may stop and start (the shared server on
-5432 must never be stopped). Runs Debian's server binaries as the `postgres` user.
+"""PostgreSQL for the tests: the shared server's URL (127.0.0.1:5432, OP25B_TEST_POSTGRES_URL),
+and a private cluster that a test may stop and start (the shared server must never be stopped).
+The private cluster runs Debian's server binaries as the `postgres` user and is stopped with
+`pg_ctl stop` on its own data directory, that is by the postmaster's PID file.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.proxy_harness import free_tcp_port
+from tests.support.ports import free_tcp_port
+
+PG_ADMIN_URL = os.environ.get("OP25B_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
 def _bin(name: str) -> str:
