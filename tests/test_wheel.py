@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.freeradius import DEFAULT_SECRET, free_udp_port, parse_reply, radclient
+from tests.support.freeradius import DEFAULT_SECRET
+from tests.support.ports import free_udp_port
+from tests.support.radclient import parse_reply, radclient
 from tests.test_layers import ROOT, source_modules
 
 pytestmark = pytest.mark.freeradius
