@@ -1,15 +1,20 @@
 """Configuration as frozen, typed objects first and a TOML file second (DESIGN §5).
 
 `load_config(path)` parses the file with stdlib `tomllib`; every error names the file and key.
+`SCHEMA` declares every table and key the file may hold: any other key is an error that names
+the nearest known one. Parsing records where each secret comes from (the literal, the file, the
+variable) without reading it, so commands that never send RADIUS work for a user who may not
+read the NAS secrets; `resolve_secrets(config)` reads them, for `op25b serve`.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +26,76 @@ DEFAULT_CONFIG_PATH = "op25b.toml"
 DEFAULT_DATABASE_URL = "sqlite:///op25b.db"
 
 
+@dataclass(frozen=True)
+class SecretSource:
+    """Where a secret that is not written in the file comes from: `kind` "file" (an absolute
+    path, resolved against the config file's folder) or "env" (a variable name); `where` is the
+    `file: table.key` that names it in errors."""
+
+    kind: str
+    ref: str
+    where: str
+
+    def read(self) -> bytes:
+        """Read the secret (the one place that does); ConfigError naming file and key."""
+        if self.kind == "env":
+            if self.ref not in os.environ:
+                raise ConfigError(f"{self.where}: variable {self.ref} is not set")
+            value = os.environ[self.ref]
+        else:
+            try:
+                value = Path(self.ref).read_text().strip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"{self.where}: cannot read {self.ref}: {exc.strerror}") from None
+        if not value:
+            raise ConfigError(f"{self.where}: the secret is empty")
+        return value.encode()
+
+
 class Secret:
-    """A shared secret that never shows itself in repr, str, logs or error messages."""
+    """A shared secret that never shows itself in repr, str, logs or error messages.
 
-    __slots__ = ("_value",)
+    Either a value (written in the file, or read by `resolve_secrets`) or only a `source` not
+    read yet; `reveal()` on the latter is a programming error (RuntimeError)."""
 
-    def __init__(self, value: bytes) -> None:
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: bytes | None = None, source: SecretSource | None = None) -> None:
+        if value is None and source is None:
+            raise ValueError("a Secret needs a value or a source")
         self._value = value
+        self.source = source
+
+    @property
+    def resolved(self) -> bool:
+        return self._value is not None
 
     def reveal(self) -> bytes:
+        if self._value is None:
+            where = self.source.where if self.source else "?"
+            raise RuntimeError(f"secret {where} was not read: call resolve_secrets(config) before sending RADIUS")
         return self._value
 
+    def resolve(self) -> Secret:
+        """This secret with its value read from its source (itself when it has one)."""
+        if self._value is not None or self.source is None:
+            return self
+        return Secret(self.source.read(), self.source)
+
     def __repr__(self) -> str:
-        return "Secret('***')"
+        return "Secret('***')" if self._value is not None else "Secret(<not read>)"
 
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        if not isinstance(other, Secret):
+            return False
+        if self._value is None or other._value is None:
+            return self._value is other._value and self.source == other.source
+        return other._value == self._value
 
     def __hash__(self) -> int:
-        return hash(self._value)
+        return hash(self._value if self._value is not None else self.source)
 
 
 @dataclass(frozen=True)
@@ -101,11 +155,165 @@ class Config:
     routes: tuple[RouteConfig, ...] = ()
     profiles: Mapping[str, CustomProfile] = field(default_factory=dict)
     metrics_listen: tuple[str, int] | None = None
+    source_address: str | None = None  # None: the auth listener's address (proxy/server.py)
     spool_dir: str = "op25b-spool"  # accounting records wait here until the database has them
     spool_max_bytes: int = 1 << 30
 
     def client(self, name: str) -> ClientConfig | None:
         return next((c for c in self.clients if c.name == name), None)
+
+
+# --- the schema ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    kind: str  # what the value is, as README.md says it
+    default: str = ""  # the default as text; "" when required or without one
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    keys: tuple[Key, ...]
+    array: bool = False  # [[name]]: an array of tables
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(k.name for k in self.keys)
+
+
+def _secret_keys(stem: str, what: str) -> tuple[Key, ...]:
+    return (
+        Key(stem, f"{what} (string)"),
+        Key(f"{stem}_file", f"{what}: file holding it, relative to the config file"),
+        Key(f"{stem}_env", f"{what}: environment variable holding it"),
+    )
+
+
+#: Every table of the file and its known keys (README.md "Configuration"); parse_config reads
+#: only these and refuses any other.
+SCHEMA: Mapping[str, Table] = {
+    t.name: t
+    for t in (
+        Table("database", (Key("url", "SQLAlchemy URL (env OP25B_DATABASE_URL overrides)", DEFAULT_DATABASE_URL),)),
+        Table(
+            "server",
+            (
+                Key("auth_listen", "HOST:PORT", "0.0.0.0:1812"),
+                Key("acct_listen", "HOST:PORT", "0.0.0.0:1813"),
+                Key("max_request_time", "seconds", "10"),
+                Key("max_accounting_time", "seconds", "30"),
+                Key("source_address", "IP requests to upstreams and NASes are sent from", "the auth listener's"),
+            ),
+        ),
+        Table(
+            "policy",
+            (
+                Key("default_class", "full | mobile | none", "full"),
+                Key("on_database_error", "default | none", "default"),
+                Key("static_pools", "list of CIDRs", "[]"),
+            ),
+        ),
+        Table(
+            "filters",
+            (
+                Key("full", "filter name", "OP25B-FULL"),
+                Key("mobile", "filter name", "OP25B-MOBILE"),
+                Key("nokia_full_id", "SR OS filter id", "2501"),
+                Key("nokia_mobile_id", "SR OS filter id", "2502"),
+            ),
+        ),
+        Table("metrics", (Key("listen", "HOST:PORT of the Prometheus endpoint", "off"),)),
+        Table(
+            "accounting",
+            (
+                Key("spool_dir", "folder, relative to the config file", "op25b-spool"),
+                Key("spool_max_mb", "MiB", "1024"),
+            ),
+        ),
+        Table(
+            "clients",
+            (
+                Key("name", "string"),
+                Key("address", "IP or CIDR"),
+                *_secret_keys("secret", "shared secret"),
+                Key("profile", "NAS profile", "generic"),
+                Key("require_message_authenticator", "bool", "true"),
+                Key("limit_proxy_state", "bool", "true"),
+                Key("enforce", "bool", "true"),
+                Key("managed_attributes", "replace | keep-upstream", "replace"),
+                Key("coa_port", "port", "3799"),
+                Key("coa_address", "IP", "the accounting source"),
+                *_secret_keys("coa_secret", "CoA secret"),
+            ),
+            array=True,
+        ),
+        Table(
+            "upstreams",
+            (
+                Key("name", "string"),
+                Key("address", "IP"),
+                *_secret_keys("secret", "shared secret"),
+                Key("auth_port", "port", "1812"),
+                Key("acct_port", "port", "1813"),
+                Key("require_message_authenticator", "bool", "false"),
+                Key("response_window", "seconds", "5"),
+                Key("zombie_period", "seconds", "10"),
+                Key("status_interval", "seconds", "1"),
+            ),
+            array=True,
+        ),
+        Table(
+            "pools",
+            (
+                Key("name", "string"),
+                Key("strategy", "fail-over | load-balance", "fail-over"),
+                Key("upstreams", "list of upstream names"),
+            ),
+            array=True,
+        ),
+        Table("routes", (Key("realm", "realm"), Key("pool", "pool name")), array=True),
+        Table(
+            "profiles",
+            (
+                Key("name", "string"),
+                Key("change", "coa | disconnect", "disconnect"),
+                Key("nak_fallback", "bool", "true"),
+                Key("full", "list of 'Attribute = template'", "[]"),
+                Key("mobile", "list of 'Attribute = template'", "[]"),
+                Key("remove", "list of 'Attribute = template'"),
+            ),
+            array=True,
+        ),
+    )
+}
+
+
+def _hint(name: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+
+
+def check_schema(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> None:
+    """Every table and key of `data` is in SCHEMA; else a ConfigError naming file, table, key."""
+    for section, value in data.items():
+        table = SCHEMA.get(section)
+        if table is None:
+            raise ConfigError(f"{file}: {section}: unknown section ({_hint(section, tuple(SCHEMA))})")
+        if table.array:
+            if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+                raise ConfigError(f"{file}: {section}: must be an array of tables ([[{section}]])")
+            items = [(f"{section}[{i}]", t) for i, t in enumerate(value)]
+        else:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{file}: {section}: must be a table ([{section}])")
+            items = [(section, value)]
+        for where, item in items:
+            for key in item:
+                if key not in table.key_names:
+                    raise ConfigError(f"{file}: {where}: unknown key {key!r} ({_hint(key, table.key_names)})")
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -114,8 +322,8 @@ class Config:
 class _Reader:
     """Reads one TOML table, naming `file: key` in every error."""
 
-    def __init__(self, file: str, prefix: str, table: Mapping[str, Any]) -> None:
-        self.file, self.prefix, self.table = file, prefix, table
+    def __init__(self, file: str, prefix: str, table: Mapping[str, Any], schema: Table) -> None:
+        self.file, self.prefix, self.table, self.schema = file, prefix, table, schema
 
     def where(self, key: str) -> str:
         return f"{self.file}: {self.prefix}{key}"
@@ -124,6 +332,8 @@ class _Reader:
         return ConfigError(f"{self.where(key)}: {message}")
 
     def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+        if key not in self.schema.key_names:  # a key read here is missing from SCHEMA
+            raise AssertionError(f"{self.schema.name}.{key} is not in config.SCHEMA")
         if key not in self.table:
             if required:
                 raise self.error(key, "is required")
@@ -164,22 +374,15 @@ class _Reader:
         key = given[0]
         raw = self.get(key, str)
         if key == stem:
-            value = raw
-        elif key.endswith("_env"):
-            if raw not in os.environ:
-                raise self.error(key, f"variable {raw} is not set")
-            value = os.environ[raw]
-        else:
-            path = Path(raw)
-            if not path.is_absolute():
-                path = Path(self.file).resolve().parent / path
-            try:
-                value = path.read_text().strip("\r\n")
-            except OSError as exc:
-                raise self.error(key, f"cannot read {path}: {exc.strerror}") from None
-        if not value:
-            raise self.error(key, "the secret is empty")
-        return Secret(value.encode())
+            if not raw:
+                raise self.error(key, "the secret is empty")
+            return Secret(raw.encode())
+        if key.endswith("_env"):
+            return Secret(source=SecretSource("env", raw, self.where(key)))
+        path = Path(raw)
+        if not path.is_absolute():
+            path = Path(self.file).resolve().parent / path
+        return Secret(source=SecretSource("file", str(path), self.where(key)))  # read by resolve_secrets
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -215,7 +418,7 @@ def _tables(file: str, data: Mapping[str, Any], key: str) -> list[_Reader]:
     items = data.get(key, [])
     if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
         raise ConfigError(f"{file}: {key}: must be an array of tables ([[{key}]])")
-    return [_Reader(file, f"{key}[{i}].", t) for i, t in enumerate(items)]
+    return [_Reader(file, f"{key}[{i}].", t, SCHEMA[key]) for i, t in enumerate(items)]
 
 
 def _templates(r: _Reader, key: str) -> tuple[tuple[str, str], ...]:
@@ -231,21 +434,27 @@ def _templates(r: _Reader, key: str) -> tuple[tuple[str, str], ...]:
 
 def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Config:
     """Build a Config from parsed TOML; `file` only names the source in errors."""
-    known = {"database", "server", "policy", "filters", "clients", "upstreams", "pools", "routes", "profiles", "metrics", "accounting"}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"{file}: {key}: unknown section (known: {', '.join(sorted(known))})")
+    check_schema(data, file)
 
-    db = _Reader(file, "database.", data.get("database", {}))
+    def table(name: str) -> _Reader:
+        return _Reader(file, f"{name}.", data.get(name, {}), SCHEMA[name])
+
+    db = table("database")
     database_url = os.environ.get("OP25B_DATABASE_URL") or _relative_sqlite(file, db.get("url", str, DEFAULT_DATABASE_URL))
 
-    server = _Reader(file, "server.", data.get("server", {}))
+    server = table("server")
     auth_listen = server.listen("auth_listen", ("0.0.0.0", 1812))
     acct_listen = server.listen("acct_listen", ("0.0.0.0", 1813))
     auth_budget = _positive(server, "max_request_time", 10.0)
     acct_budget = _positive(server, "max_accounting_time", 30.0)
+    source_address = server.get("source_address", str, None)
+    if source_address is not None:
+        try:
+            source_address = str(ipaddress.ip_address(source_address))
+        except ValueError:
+            raise server.error("source_address", f"{source_address!r} is not an IP address") from None
 
-    pol = _Reader(file, "policy.", data.get("policy", {}))
+    pol = table("policy")
     pools_text = pol.get("static_pools", list, [])
     policy = Settings(
         default_class=_filter_class(pol, "default_class", FilterClass.FULL),
@@ -253,7 +462,7 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         on_database_error=pol.choice("on_database_error", ("default", "none"), "default"),
     )
 
-    flt = _Reader(file, "filters.", data.get("filters", {}))
+    flt = table("filters")
     filters = FilterNames(
         full=flt.get("full", str, "OP25B-FULL"),
         mobile=flt.get("mobile", str, "OP25B-MOBILE"),
@@ -341,8 +550,8 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
             raise r.error("pool", f"no pool named {pool!r}")
         routes.append(RouteConfig(r.get("realm", str, required=True).lower(), pool))
 
-    metrics = _Reader(file, "metrics.", data.get("metrics", {}))
-    acct = _Reader(file, "accounting.", data.get("accounting", {}))
+    metrics = table("metrics")
+    acct = table("accounting")
     spool_dir = Path(acct.get("spool_dir", str, "op25b-spool"))
     if not spool_dir.is_absolute():
         spool_dir = Path(file).resolve().parent / spool_dir
@@ -354,6 +563,7 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         database_url=database_url,
         auth_listen=auth_listen,
         acct_listen=acct_listen,
+        source_address=source_address,
         auth_budget=auth_budget,
         acct_budget=acct_budget,
         policy=policy,
@@ -422,3 +632,14 @@ def load_config(path: str | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
     return parse_config(data, file)
+
+
+def resolve_secrets(config: Config) -> Config:
+    """`config` with every client, CoA and upstream secret read from its file or variable: what
+    a command that sends RADIUS (`op25b serve`) calls. ConfigError names the file and key."""
+
+    clients = tuple(
+        replace(c, secret=c.secret.resolve(), coa_secret=c.coa_secret.resolve() if c.coa_secret else None) for c in config.clients
+    )
+    upstreams = tuple(replace(u, secret=u.secret.resolve()) for u in config.upstreams)
+    return replace(config, clients=clients, upstreams=upstreams)

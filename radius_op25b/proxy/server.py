@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from radius_op25b import metrics
-from radius_op25b.core.config import Config, load_config
+from radius_op25b.core.config import Config, load_config, resolve_secrets
 from radius_op25b.errors import ConfigError, Op25bError
 from radius_op25b.proxy.relay import ACCT, AUTH, UPSTREAM_SOCKETS, Relay
 from radius_op25b.services.policy import PolicyService
@@ -143,7 +143,7 @@ class ProxyServer:
     def reload(self) -> None:
         """SIGHUP: re-read the config; a broken one is logged and the running one kept."""
         try:
-            new = load_config(self.config.path)
+            new = resolve_secrets(load_config(self.config.path))  # secret files are re-read too
         except Op25bError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
@@ -199,7 +199,7 @@ def source_address(config: Config, version: int) -> str:
     """Where our requests to upstreams and NASes come from: `server.source_address` when set,
     else the auth listener's address when it is one of that family, else the wildcard - so a
     proxy told to listen on one address does not send from every other."""
-    for host in (getattr(config, "source_address", None), config.auth_listen[0]):
+    for host in (config.source_address, config.auth_listen[0]):
         if host and ipaddress.ip_address(host).version == version:
             return host
     return "::" if version == 6 else "0.0.0.0"
@@ -225,6 +225,7 @@ def serve(config: Config, engine: Engine | None = None, workers: int = 1) -> Non
     """Run the proxy; with several workers, each is a process on the same ports (SO_REUSEPORT:
     the kernel spreads NASes across them by address, so a NAS's retransmissions meet the
     worker that holds its duplicate cache)."""
+    config = resolve_secrets(config)  # the only command that sends RADIUS reads the secrets
     if workers <= 1:
         _run(ProxyServer(config, engine))
         return

@@ -294,3 +294,12 @@ def test_requests_leave_from_the_listeners_address_unless_told_otherwise() -> No
     assert source_address(with_listen("192.0.2.10"), 6) == "::"
     assert source_address(with_listen("0.0.0.0"), 4) == "0.0.0.0"
     assert source_address(with_listen("2001:db8::5"), 6) == "2001:db8::5"
+
+
+def test_source_address_from_the_config_wins() -> None:
+    from radius_op25b.proxy.server import source_address
+
+    config = parse_config({**CONFIG, "server": {"auth_listen": "0.0.0.0:1812", "source_address": "192.0.2.7"}}, "test.toml")
+    assert source_address(config, 4) == "192.0.2.7"
+    with pytest.raises(Exception, match="server.source_address: 'bng' is not an IP address"):
+        parse_config({**CONFIG, "server": {"source_address": "bng"}}, "test.toml")
