@@ -67,9 +67,7 @@ def host_facts(modules: Iterable[str] = ("sqlalchemy", "psycopg2", "pyrad")) -> 
     facts = {"nproc": str(os.cpu_count())}
     try:
         models = [
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
+            ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")
         ]
         if models:
             facts["cpu"] = models[0]

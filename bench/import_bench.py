@@ -248,7 +248,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-
 @dataclass
 class Figures:
     """Everything one run measured, for the summary and the markdown record."""
@@ -372,7 +371,9 @@ def check_plans(engine: Engine, username: str) -> tuple[list[tuple[str, str, str
         analyzed = conn.scalar(
             text("SELECT greatest(last_analyze, last_autoanalyze) FROM pg_stat_user_tables WHERE relname = 'subscribers'")
         )
-    verdicts.append(f"subscribers last analyzed {analyzed.astimezone(UTC):%H:%M:%S} UTC" if analyzed else "subscribers not analyzed yet")
+    verdicts.append(
+        f"subscribers last analyzed {analyzed.astimezone(UTC):%H:%M:%S} UTC" if analyzed else "subscribers not analyzed yet"
+    )
     return plans, verdicts
 
 
@@ -421,7 +422,18 @@ def summary_markdown(f: Figures) -> str:
         "",
     ]
     for what, sql, plan in f.plans:
-        lines += [f"- {what}", "", "  ```sql", f"  {sql}", "  ```", "", "  ```", *(f"  {p}" for p in plan.splitlines()), "  ```", ""]
+        lines += [
+            f"- {what}",
+            "",
+            "  ```sql",
+            f"  {sql}",
+            "  ```",
+            "",
+            "  ```",
+            *(f"  {p}" for p in plan.splitlines()),
+            "  ```",
+            "",
+        ]
     return "\n".join(lines) + "\n"
 
 

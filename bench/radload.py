@@ -35,9 +35,7 @@ from radius_op25b.radius import (
 )
 
 
-def pap_packet(
-    ident: int, secret: bytes, user: str, password: str, with_ma: bool = False
-) -> tuple[bytes, bytes]:
+def pap_packet(ident: int, secret: bytes, user: str, password: str, with_ma: bool = False) -> tuple[bytes, bytes]:
     """(packet, request authenticator) of one Access-Request with User-Name and User-Password;
     built with op25b's own wire layer (radius_op25b.radius)."""
     req_auth = new_request_authenticator()
@@ -74,13 +72,9 @@ class Phase:
     rejected: int = 0
     with_filter_id: int = 0
     lost: int = 0
-    skipped: int = (
-        0  # not sent: every Identifier of the socket was still waiting for a reply
-    )
+    skipped: int = 0  # not sent: every Identifier of the socket was still waiting for a reply
     rtts_ms: list[float] = field(default_factory=list)
-    send_lag_ms: list[float] = field(
-        default_factory=list
-    )  # how late each send was vs schedule
+    send_lag_ms: list[float] = field(default_factory=list)  # how late each send was vs schedule
     seconds: float = 0.0
 
     @classmethod

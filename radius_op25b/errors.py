@@ -1,17 +1,17 @@
 """The one exception tree of radius-op25b; lower layers translate their own errors into it.
 
-    Op25bError
-     ├── ConfigError          the config file or a CLI argument is unusable (names file and key)
-     ├── UsageError           a command was called wrongly (exit 2)
-     ├── NotFound             the subscriber/realm/session asked for does not exist
-     ├── Conflict             the change would duplicate or contradict stored data
-     ├── InvalidInput         a value (IP, CIDR, class, date, CSV line) is malformed
-     ├── SchemaOutOfDate      the database is not at the migrations' head
-     ├── StoreUnavailable     the database cannot be reached (SQLAlchemy errors are mapped here)
-     └── PacketError          RADIUS wire problems
-          ├── MalformedPacket     the bytes are not a RADIUS packet we can read
-          ├── UnknownClient       the source address is not a configured client
-          └── BadAuthenticator    an authenticator or Message-Authenticator does not verify
+Op25bError
+ ├── ConfigError          the config file or a CLI argument is unusable (names file and key)
+ ├── UsageError           a command was called wrongly (exit 2)
+ ├── NotFound             the subscriber/realm/session asked for does not exist
+ ├── Conflict             the change would duplicate or contradict stored data
+ ├── InvalidInput         a value (IP, CIDR, class, date, CSV line) is malformed
+ ├── SchemaOutOfDate      the database is not at the migrations' head
+ ├── StoreUnavailable     the database cannot be reached (SQLAlchemy errors are mapped here)
+ └── PacketError          RADIUS wire problems
+      ├── MalformedPacket     the bytes are not a RADIUS packet we can read
+      ├── UnknownClient       the source address is not a configured client
+      └── BadAuthenticator    an authenticator or Message-Authenticator does not verify
 """
 
 from __future__ import annotations

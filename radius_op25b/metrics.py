@@ -22,7 +22,10 @@ UPSTREAM_RTT = Histogram(
 )
 GIVE_UPS = Counter("op25b_requests_abandoned", "Requests no upstream answered within the budget", ["type"])
 DECISIONS = Counter("op25b_decisions", "OP25B decisions attached to Access-Accepts", ["class", "reason"])
-SPECIAL_SUBSCRIBERS = Gauge("op25b_policy_subscribers_held", "Subscribers held in memory because they are not decided by default (static, exempt, override, other realm)")
+SPECIAL_SUBSCRIBERS = Gauge(
+    "op25b_policy_subscribers_held",
+    "Subscribers held in memory because they are not decided by default (static, exempt, override, other realm)",
+)
 DATABASE_ERRORS = Counter("op25b_database_errors", "Database operations that failed")
 CACHED_REPLIES = Counter("op25b_duplicates_answered", "Retransmissions answered from the RFC 5080 reply cache")
 IN_FLIGHT = Gauge("op25b_in_flight", "Requests waiting for an upstream")

@@ -57,4 +57,3 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # 
     yield url
     empty()  # tests on postgres_url itself share this database: leave it as found
     engine.dispose()
-

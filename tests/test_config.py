@@ -62,16 +62,42 @@ def test_environment_overrides_the_database(tmp_path: Path, monkeypatch: pytest.
     ("data", "message"),
     [
         ({"server": {"auth_listen": "1812"}}, "server.auth_listen: '1812' is not HOST:PORT"),
-        ({"clients": [{"name": "b", "address": "192.0.2.1", "secret": "x", "coa_port": 70000}]}, "clients[0].coa_port: port 70000"),
-        ({"clients": [{"name": "b", "address": "192.0.2.1", "secret": "x", "secret_env": "Y"}]}, "clients[0].secret_env: give only one"),
+        (
+            {"clients": [{"name": "b", "address": "192.0.2.1", "secret": "x", "coa_port": 70000}]},
+            "clients[0].coa_port: port 70000",
+        ),
+        (
+            {"clients": [{"name": "b", "address": "192.0.2.1", "secret": "x", "secret_env": "Y"}]},
+            "clients[0].secret_env: give only one",
+        ),
         ({"upstreams": [{"name": "u", "address": "10.0.0.1", "secret": ""}]}, "upstreams[0].secret: the secret is empty"),
-        ({"upstreams": [{"name": "u", "address": "10.0.0.1", "secret": "x", "response_window": 0}]}, "upstreams[0].response_window: must be a positive"),
-        ({"upstreams": [{"name": "u", "address": "10.0.0.1", "secret": "x"}], "pools": [{"name": "p", "upstreams": ["v"]}]}, "pools[0].upstreams[0]: no upstream named 'v'"),
+        (
+            {"upstreams": [{"name": "u", "address": "10.0.0.1", "secret": "x", "response_window": 0}]},
+            "upstreams[0].response_window: must be a positive",
+        ),
+        (
+            {"upstreams": [{"name": "u", "address": "10.0.0.1", "secret": "x"}], "pools": [{"name": "p", "upstreams": ["v"]}]},
+            "pools[0].upstreams[0]: no upstream named 'v'",
+        ),
         ({"routes": [{"realm": "r", "pool": "nope"}]}, "routes[0].pool: no pool named 'nope'"),
-        ({"clients": [{"name": "b", "address": "192.0.2.1", "secret": "x"}, {"name": "b", "address": "192.0.2.2", "secret": "x"}]}, "clients[1].name: 'b' is used twice"),
-        ({"profiles": [{"name": "acme", "full": ["No-Such-Attribute = x"]}]}, "profiles[0]: attribute 'No-Such-Attribute' is not in the dictionary"),
+        (
+            {
+                "clients": [
+                    {"name": "b", "address": "192.0.2.1", "secret": "x"},
+                    {"name": "b", "address": "192.0.2.2", "secret": "x"},
+                ]
+            },
+            "clients[1].name: 'b' is used twice",
+        ),
+        (
+            {"profiles": [{"name": "acme", "full": ["No-Such-Attribute = x"]}]},
+            "profiles[0]: attribute 'No-Such-Attribute' is not in the dictionary",
+        ),
         ({"profiles": [{"name": "generic"}]}, "profiles[0].name: profile 'generic' is already defined"),
-        ({"clients": [{"name": "b", "address": "192.0.2.1", "secret": "x", "enforce": "yes"}]}, "clients[0].enforce: must be a bool, not str"),
+        (
+            {"clients": [{"name": "b", "address": "192.0.2.1", "secret": "x", "enforce": "yes"}]},
+            "clients[0].enforce: must be a bool, not str",
+        ),
     ],
 )
 def test_errors_name_file_and_key(data: dict, message: str) -> None:  # type: ignore[type-arg]
@@ -121,8 +147,14 @@ def test_parsing_reads_no_secret(tmp_path: Path, capsys: pytest.CaptureFixture[s
     ("client", "message"),
     [
         ({"secret_env": "OP25B_TEST_UNSET_BNG2"}, "op25b.toml: clients[2].secret_env: variable OP25B_TEST_UNSET_BNG2 is not set"),
-        ({"secret": "x", "coa_secret_env": "OP25B_TEST_UNSET_COA"}, "op25b.toml: clients[2].coa_secret_env: variable OP25B_TEST_UNSET_COA is not set"),
-        ({"secret_file": "/nonexistent/bng2.secret"}, "op25b.toml: clients[2].secret_file: cannot read /nonexistent/bng2.secret: No such file or directory"),
+        (
+            {"secret": "x", "coa_secret_env": "OP25B_TEST_UNSET_COA"},
+            "op25b.toml: clients[2].coa_secret_env: variable OP25B_TEST_UNSET_COA is not set",
+        ),
+        (
+            {"secret_file": "/nonexistent/bng2.secret"},
+            "op25b.toml: clients[2].secret_file: cannot read /nonexistent/bng2.secret: No such file or directory",
+        ),
     ],
 )
 def test_resolve_names_file_and_key(client: dict, message: str) -> None:  # type: ignore[type-arg]
@@ -135,7 +167,9 @@ def test_resolve_names_file_and_key(client: dict, message: str) -> None:  # type
 
 def test_resolve_refuses_an_empty_secret_file(tmp_path: Path) -> None:
     (tmp_path / "empty.secret").write_text("\n")
-    config = parse_config({"upstreams": [{"name": "u", "address": "10.0.0.1", "secret_file": "empty.secret"}]}, str(tmp_path / "op25b.toml"))
+    config = parse_config(
+        {"upstreams": [{"name": "u", "address": "10.0.0.1", "secret_file": "empty.secret"}]}, str(tmp_path / "op25b.toml")
+    )
     with pytest.raises(ConfigError, match=r"upstreams\[0\]\.secret_file: the secret is empty"):
         resolve_secrets(config)
 
@@ -148,7 +182,10 @@ def test_serve_with_an_unreadable_secret_file_says_so_in_one_line(tmp_path: Path
     done = subprocess.run([*run, "serve"], capture_output=True, text=True, env=env, timeout=60)
     lines = done.stderr.splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
-    assert lines[0] == f"error: {config}: clients[0].secret_file: cannot read {tmp_path / 'no-such.secret'}: No such file or directory"
+    assert (
+        lines[0]
+        == f"error: {config}: clients[0].secret_file: cannot read {tmp_path / 'no-such.secret'}: No such file or directory"
+    )
 
 
 @pytest.fixture
@@ -167,14 +204,27 @@ def test_subscriber_list_as_a_user_who_may_not_read_the_secret(shared_dir: Path)
     secret.write_text("s3cret\n")
     secret.chmod(0)
     config = shared_dir / "op25b.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{shared_dir / "op25b.db"}"\n'
-                      f'[[clients]]\nname = "bng1"\naddress = "192.0.2.1"\nsecret_file = "{secret}"\n'
-                      f'[[upstreams]]\nname = "u"\naddress = "127.0.0.1"\nauth_port = {free_udp_port()}\nsecret = "x"\n'
-                      f'[server]\nauth_listen = "127.0.0.1:{free_udp_port()}"\nacct_listen = "127.0.0.1:{free_udp_port()}"\n')
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{shared_dir / "op25b.db"}"\n'
+        f'[[clients]]\nname = "bng1"\naddress = "192.0.2.1"\nsecret_file = "{secret}"\n'
+        f'[[upstreams]]\nname = "u"\naddress = "127.0.0.1"\nauth_port = {free_udp_port()}\nsecret = "x"\n'
+        f'[server]\nauth_listen = "127.0.0.1:{free_udp_port()}"\nacct_listen = "127.0.0.1:{free_udp_port()}"\n'
+    )
     config.chmod(0o644)
     assert main(["-c", str(config), "db", "upgrade"], out=lambda s: None) == 0
     os.chown(shared_dir / "op25b.db", 65534, 65534)
-    as_nobody = [SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups", "--", sys.executable, "-m", "radius_op25b", "-c", str(config)]
+    as_nobody = [
+        SETPRIV,
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        sys.executable,
+        "-m",
+        "radius_op25b",
+        "-c",
+        str(config),
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("OP25B_")}
     listed = subprocess.run([*as_nobody, "subscriber", "list"], capture_output=True, text=True, env=env, timeout=60)
     assert listed.returncode == 0 and listed.stdout.strip() == "(no subscribers)", listed.stderr
@@ -187,8 +237,10 @@ def test_subscriber_list_as_a_user_who_may_not_read_the_secret(shared_dir: Path)
 def test_sighup_rereads_secret_files_and_keeps_the_running_ones_when_it_cannot(tmp_path: Path) -> None:
     secret = tmp_path / "nas.secret"
     secret.write_text("first\n")
-    body = (f'[[clients]]\nname = "nas"\naddress = "127.0.0.1"\nsecret_file = "{secret.name}"\nrequire_message_authenticator = false\n\n'
-            f'[[upstreams]]\nname = "u"\naddress = "127.0.0.1"\nauth_port = {free_udp_port()}\nacct_port = {free_udp_port()}\nsecret = "x"\n')
+    body = (
+        f'[[clients]]\nname = "nas"\naddress = "127.0.0.1"\nsecret_file = "{secret.name}"\nrequire_message_authenticator = false\n\n'
+        f'[[upstreams]]\nname = "u"\naddress = "127.0.0.1"\nauth_port = {free_udp_port()}\nacct_port = {free_udp_port()}\nsecret = "x"\n'
+    )
     with ProxyProcess(tmp_path, body) as proxy:
         host, port = "127.0.0.1", proxy.auth_port
         assert status_server(host, port, "first") == 2

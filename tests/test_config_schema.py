@@ -55,7 +55,9 @@ def test_the_deploy_example_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.database_url == "sqlite:////var/lib/op25b/op25b.db"
     assert config.spool_dir == "/var/lib/op25b/spool"
     assert [u.secret.source.ref for u in config.upstreams] == [  # type: ignore[union-attr]
-        "/etc/op25b/aaa.secret", "/etc/op25b/aaa.secret", "/etc/op25b/partner-b.secret"
+        "/etc/op25b/aaa.secret",
+        "/etc/op25b/aaa.secret",
+        "/etc/op25b/partner-b.secret",
     ]
     assert [p.name for p in config.pools] == ["main", "partner-b"] and "acme-bras" in config.profiles
 
@@ -78,10 +80,19 @@ def test_a_misspelled_key_names_file_table_key_and_the_nearest_one() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"server": {"auth_lisen": "0.0.0.0:1812"}}, "op25b.toml: server: unknown key 'auth_lisen' (did you mean 'auth_listen'?)"),
+        (
+            {"server": {"auth_lisen": "0.0.0.0:1812"}},
+            "op25b.toml: server: unknown key 'auth_lisen' (did you mean 'auth_listen'?)",
+        ),
         ({"accounting": {"spool": "x"}}, "op25b.toml: accounting: unknown key 'spool' (did you mean 'spool_dir'?)"),
-        ({"profiles": [{"name": "p", "zzz": 1}]}, "op25b.toml: profiles[0]: unknown key 'zzz' (known: name, change, nak_fallback, full, mobile, remove)"),
-        ({"clients": [{"name": "b", "address": "192.0.2.1", "secret_fil": "x"}]}, "op25b.toml: clients[0]: unknown key 'secret_fil' (did you mean 'secret_file'?)"),
+        (
+            {"profiles": [{"name": "p", "zzz": 1}]},
+            "op25b.toml: profiles[0]: unknown key 'zzz' (known: name, change, nak_fallback, full, mobile, remove)",
+        ),
+        (
+            {"clients": [{"name": "b", "address": "192.0.2.1", "secret_fil": "x"}]},
+            "op25b.toml: clients[0]: unknown key 'secret_fil' (did you mean 'secret_file'?)",
+        ),
         ({"polcy": {}}, "op25b.toml: polcy: unknown section (did you mean 'policy'?)"),
         ({"server": "0.0.0.0"}, "op25b.toml: server: must be a table ([server])"),
         ({"clients": {"name": "b"}}, "op25b.toml: clients: must be an array of tables ([[clients]])"),

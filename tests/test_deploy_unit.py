@@ -81,7 +81,11 @@ class Sandbox:
         text = text.replace('acct_listen = "0.0.0.0:1813"', f'acct_listen = "127.0.0.1:{self.acct_port}"')
         text = text.replace('listen = "127.0.0.1:9812"', f'listen = "127.0.0.1:{self.metrics_port}"')
         text = text.replace('address = "192.0.2.10"', 'address = "127.0.0.1"', 1)  # bng1
-        text = text.replace('address = "10.0.0.10"', f'address = "127.0.0.1"\nauth_port = {upstream.auth_port}\nacct_port = {upstream.acct_port}', 1)  # aaa1
+        text = text.replace(
+            'address = "10.0.0.10"',
+            f'address = "127.0.0.1"\nauth_port = {upstream.auth_port}\nacct_port = {upstream.acct_port}',
+            1,
+        )  # aaa1
         assert text.count("127.0.0.1") >= 4, "deploy/op25b.toml changed shape: fix the test's rewrites"
         (self.etc / "op25b.toml").write_text(text)
         (self.etc / "bng1.secret").write_text(BNG_SECRET + "\n")
@@ -134,13 +138,27 @@ class Sandbox:
         return [SETPRIV, "--pdeathsig", "KILL", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *nnp, "--", *argv]
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(*args), capture_output=True, text=True, env=self.environment(),
-                              cwd="/", preexec_fn=self.preexec, timeout=120)
+        return subprocess.run(
+            self.command(*args),
+            capture_output=True,
+            text=True,
+            env=self.environment(),
+            cwd="/",
+            preexec_fn=self.preexec,
+            timeout=120,
+        )
 
     def spawn(self) -> subprocess.Popen[bytes]:
         with open(self.log, "ab") as out:
-            return subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    env=self.environment(), cwd="/", preexec_fn=self.preexec)
+            return subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
+                cwd="/",
+                preexec_fn=self.preexec,
+            )
 
 
 @pytest.fixture
@@ -183,16 +201,27 @@ def test_the_unit_serves_with_the_shipped_config_as_an_unprivileged_user(sandbox
         assert status_server("127.0.0.1", sandbox.auth_port, "not-the-secret", timeout=1) is None
 
         # An Access-Request relayed to FreeRADIUS (aaa1, secret from /etc/op25b/aaa.secret) and back.
-        auth = radclient('User-Name = "alice@isp.example"\nUser-Password = "alicepw"\nMessage-Authenticator = 0x00',
-                         f"127.0.0.1:{sandbox.auth_port}", BNG_SECRET, timeout=3, retries=2)
+        auth = radclient(
+            'User-Name = "alice@isp.example"\nUser-Password = "alicepw"\nMessage-Authenticator = 0x00',
+            f"127.0.0.1:{sandbox.auth_port}",
+            BNG_SECRET,
+            timeout=3,
+            retries=2,
+        )
         reply = parse_reply(auth.stdout)
         assert reply.code == "Access-Accept", auth.stdout + auth.stderr + read_text(sandbox.log)[-2000:]
         assert reply.get("Class") is not None
 
         # Accounting: acknowledged only once the proxy has it in its database or its spool.
-        acct = radclient('Acct-Status-Type = Start\nAcct-Session-Id = "unit-1"\nUser-Name = "alice@isp.example"\n'
-                         'Framed-IP-Address = 100.64.0.7\nNAS-IP-Address = 127.0.0.1',
-                         f"127.0.0.1:{sandbox.acct_port}", BNG_SECRET, code="acct", timeout=3, retries=2)
+        acct = radclient(
+            'Acct-Status-Type = Start\nAcct-Session-Id = "unit-1"\nUser-Name = "alice@isp.example"\n'
+            "Framed-IP-Address = 100.64.0.7\nNAS-IP-Address = 127.0.0.1",
+            f"127.0.0.1:{sandbox.acct_port}",
+            BNG_SECRET,
+            code="acct",
+            timeout=3,
+            retries=2,
+        )
         assert parse_reply(acct.stdout).code == "Accounting-Response", acct.stdout + acct.stderr
         assert proc.poll() is None
     finally:

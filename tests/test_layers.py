@@ -46,7 +46,11 @@ def layer_of(module: str) -> str | None:
 def source_modules() -> dict[str, Path]:
     """Module name -> file, for the package and the two folders shipped inside it."""
     found: dict[str, Path] = {}
-    for base, name in ((ROOT / PACKAGE, PACKAGE), (ROOT / "migrations", f"{PACKAGE}.migrations"), (ROOT / "dictionaries", f"{PACKAGE}.dictionaries")):
+    for base, name in (
+        (ROOT / PACKAGE, PACKAGE),
+        (ROOT / "migrations", f"{PACKAGE}.migrations"),
+        (ROOT / "dictionaries", f"{PACKAGE}.dictionaries"),
+    ):
         for path in base.rglob("*.py"):
             parts = list(path.relative_to(base).with_suffix("").parts)
             if parts[-1] == "__init__":

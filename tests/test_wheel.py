@@ -32,7 +32,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
-        check=True, capture_output=True, text=True, timeout=300,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     (found,) = out.glob("radius_op25b-*.whl")
     return found
@@ -45,7 +48,10 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
-        check=True, capture_output=True, text=True, timeout=600,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     return venv / "bin"
 
@@ -59,8 +65,12 @@ def test_the_wheel_has_every_module_of_the_source_tree(wheel: Path) -> None:
     assert len(expected) > 30
     assert sorted(expected - names) == []
     # and what the modules read at run time
-    for data in ("radius_op25b/example.toml", "radius_op25b/migrations/script.py.mako",
-                 "radius_op25b/dictionaries/dictionary", "radius_op25b/py.typed"):
+    for data in (
+        "radius_op25b/example.toml",
+        "radius_op25b/migrations/script.py.mako",
+        "radius_op25b/dictionaries/dictionary",
+        "radius_op25b/py.typed",
+    ):
         assert data in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith("LICENSE") for n in names)
 
@@ -74,8 +84,15 @@ def test_the_installed_command_runs_outside_the_checkout(installed: Path, tmp_pa
     empty = tmp_path / "empty"
     empty.mkdir()
     where = subprocess.run(
-        [str(installed / "python"), "-c", "import radius_op25b, sys; print(radius_op25b.__file__); print('sqlalchemy' in sys.modules)"],
-        cwd=empty, capture_output=True, text=True, check=True,
+        [
+            str(installed / "python"),
+            "-c",
+            "import radius_op25b, sys; print(radius_op25b.__file__); print('sqlalchemy' in sys.modules)",
+        ],
+        cwd=empty,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert where[0].startswith(str(installed.parent)), where  # the wheel's copy, not the checkout's
     version = _run(installed, empty, "--version")
@@ -109,7 +126,9 @@ def test_serve_from_the_wheel_relays_and_filters(installed: Path, tmp_path: Path
         reply = None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and proc.poll() is None:
-            done = radclient('User-Name = "alice@isp.example"\nUser-Password = "alicepw"\n', f"127.0.0.1:{auth}", "testing123", timeout=1.0)
+            done = radclient(
+                'User-Name = "alice@isp.example"\nUser-Password = "alicepw"\n', f"127.0.0.1:{auth}", "testing123", timeout=1.0
+            )
             if "Access-Accept" in done.stdout:
                 reply = parse_reply(done.stdout)
                 break

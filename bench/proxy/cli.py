@@ -54,8 +54,13 @@ def _ints(text: str) -> list[int]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = p.add_argument
-    add("--quick", action="store_true", help="smoke run: every phase shrunk (" + ", ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items() if k != "no_record") + "); not recorded")
+    add(
+        "--quick",
+        action="store_true",
+        help="smoke run: every phase shrunk ("
+        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items() if k != "no_record")
+        + "); not recorded",
+    )
     add("--subscribers", type=int, default=100_000, help="N subscribers in the database and the upstream")
     add("--requests", type=int, default=20_000, help="requests per throughput run (distinct subscribers while <= N)")
     add("--pairs", type=int, default=3, help="A/B pairs (alternating order AB, BA, ...)")
@@ -83,17 +88,32 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="latency probe: seconds per target and round (default 3, or 2 when N < 100000; 0: skip)",
     )
-    add("--latency-rounds", type=int, default=6, help="latency probe: rounds per rate (the added latency is the median over rounds)")
+    add(
+        "--latency-rounds",
+        type=int,
+        default=6,
+        help="latency probe: rounds per rate (the added latency is the median over rounds)",
+    )
     add(
         "--memory-subscribers",
         type=int,
         default=None,
         help="memory: distinct subscribers (default 10 x N when N >= 100000, else N; 0: skip)",
     )
-    add("--no-memory-import", action="store_true", help="memory: do not import the extra subscribers (they are decided by default)")
+    add(
+        "--no-memory-import",
+        action="store_true",
+        help="memory: do not import the extra subscribers (they are decided by default)",
+    )
     add("--memory-max-seconds", type=float, default=2400.0, help="memory: stop sending after this long")
     add("--storm", type=int, default=None, help="storm: requests (default N; 0: skip)")
-    add("--storm-parallel", dest="storm_parallels", type=_ints, default=[256, 2048], help="storm: radclient -p values, comma-separated")
+    add(
+        "--storm-parallel",
+        dest="storm_parallels",
+        type=_ints,
+        default=[256, 2048],
+        help="storm: radclient -p values, comma-separated",
+    )
     add("--storm-timeout", type=float, default=3.0, help="storm: radclient -t")
     add(
         "--profile-seconds",

@@ -83,8 +83,7 @@ class Bench:
         print(f"scratch database {SCRATCH_DB}, {self.n:,} subscribers")
         self.scratch_db(create=True)
         self.admin_cfg.write_text(
-            f'[database]\nurl = "{self.db_url}"\n\n'
-            f'[[clients]]\nname = "bench"\naddress = "127.0.0.1"\nsecret = "{NAS_SECRET}"\n'
+            f'[database]\nurl = "{self.db_url}"\n\n[[clients]]\nname = "bench"\naddress = "127.0.0.1"\nsecret = "{NAS_SECRET}"\n'
         )
         run_op25b(self.admin_cfg, "db", "upgrade")
         for name, cls in REALMS:
@@ -130,9 +129,7 @@ class Bench:
         engine = create_engine(self.admin_url)
         try:
             with engine.connect() as conn:
-                pids = conn.scalars(
-                    text("SELECT pid FROM pg_stat_activity WHERE datname = :db"), {"db": SCRATCH_DB}
-                ).all()
+                pids = conn.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = :db"), {"db": SCRATCH_DB}).all()
         finally:
             engine.dispose()
         out = {}

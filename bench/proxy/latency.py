@@ -30,10 +30,7 @@ def at_rate(bench: Bench, rate: float) -> None:
     assert bench.upstream is not None
     seconds, rounds = args.latency_seconds, args.latency_rounds
     per_round = max(1, int(rate * seconds))
-    print(
-        f"latency: {rate:,.0f} req/s, {rounds} rounds x {seconds:g} s per target, order alternating, "
-        "fresh op25b serve"
-    )
+    print(f"latency: {rate:,.0f} req/s, {rounds} rounds x {seconds:g} s per target, order alternating, fresh op25b serve")
     server = bench.start_a(f"latency-{rate:g}")
     # Subscribers from the middle of the range, other ones per rate where N allows.
     base = (n // 2 + len(figures.latency) * rounds * per_round) % n
@@ -45,9 +42,7 @@ def at_rate(bench: Bench, rate: float) -> None:
         # A short warm-up (other subscribers), so connection set-up is not measured.
         warm = credentials(((base - 1 - k) % n for k in range(min(200, n))), n)
         warm_rate = min(rate, 1000.0)
-        radload.run_paced(
-            "127.0.0.1", server.auth_port, NAS_SECRET.encode(), warm, rate=warm_rate, seconds=len(warm) / warm_rate
-        )
+        radload.run_paced("127.0.0.1", server.auth_port, NAS_SECRET.encode(), warm, rate=warm_rate, seconds=len(warm) / warm_rate)
         first_round: list[tuple[str, str]] = []
         for rnd in range(rounds):
             users = credentials((i % n for i in range(base + rnd * per_round, base + (rnd + 1) * per_round)), n)
@@ -65,9 +60,7 @@ def at_rate(bench: Bench, rate: float) -> None:
                 # no round is measured against the previous one's leftovers.
                 waited = wait_idle(server.pid)
                 if waited > 1.0:
-                    figures.notes.append(
-                        f"latency: waited {waited:.1f} s for op25b serve to finish a backlog before a round"
-                    )
+                    figures.notes.append(f"latency: waited {waited:.1f} s for op25b serve to finish a backlog before a round")
                 got[target] = radload.run_paced(
                     "127.0.0.1", port, secret.encode(), batch, rate=rate, seconds=seconds, target=target
                 )

@@ -35,9 +35,7 @@ def run(bench: Bench) -> None:
         path = bench.tmp / "memory-requests.txt"
         while done < m:
             if time.perf_counter() > deadline:
-                figures.notes.append(
-                    f"memory: stopped at {done:,} subscribers (--memory-max-seconds {args.memory_max_seconds})"
-                )
+                figures.notes.append(f"memory: stopped at {done:,} subscribers (--memory-max-seconds {args.memory_max_seconds})")
                 break
             k = min(CHUNK, m - done)
             write_requests(path, range(done, done + k), bench.n)
@@ -45,10 +43,7 @@ def run(bench: Bench) -> None:
             totals.add(chunk)
             done += k
             samples.append((done, proc_status(server.pid, "VmRSS")))
-            print(
-                f"  {done:>9,} subscribers: VmRSS {samples[-1][1] / 1024:.0f} MiB "
-                f"({chunk.rate:,.0f} req/s, lost {chunk.lost})"
-            )
+            print(f"  {done:>9,} subscribers: VmRSS {samples[-1][1] / 1024:.0f} MiB ({chunk.rate:,.0f} req/s, lost {chunk.lost})")
         time.sleep(1.0)
         loaded = re.findall(r"policy loaded in ([\d.]+)s: (\d+) subscriber", server.log.read_text())
         figures.memory.update(

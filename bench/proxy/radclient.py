@@ -143,7 +143,5 @@ def radclient_file(
         if m:
             setattr(run, attr, int(m.group(1)))
     if "Accepted" not in stdout:
-        raise RuntimeError(
-            f"radclient printed no summary (rc {done.returncode}):\n{stdout[-2000:]}\n{done.stderr[-2000:]}"
-        )
+        raise RuntimeError(f"radclient printed no summary (rc {done.returncode}):\n{stdout[-2000:]}\n{done.stderr[-2000:]}")
     return run

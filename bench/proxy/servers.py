@@ -78,20 +78,17 @@ class Upstream(FreeRadius):
             body = re.sub(rf"(?m)^(\s*{key}\s*=\s*)yes", r"\1no", body)
         radiusd.write_text(body)
         site = conf / "sites" / "default"
-        body, count = re.subn(
-            r"(?m)^(\s*)proto = udp$", rf"\g<0>\n\1recv_buff = {recv_buffer()}", site.read_text()
-        )
+        body, count = re.subn(r"(?m)^(\s*)proto = udp$", rf"\g<0>\n\1recv_buff = {recv_buffer()}", site.read_text())
         if count != 2:
             raise RuntimeError(f"{site}: expected 2 listen sections with proto = udp, found {count}")
         site.write_text(body)
         return conf
 
+
 class SqlProxy(FreeRadius):
     """B: deploy/freeradius-sql-proxy rendered into run_dir/raddb (see its README.md)."""
 
-    def __init__(
-        self, tmp_dir: Path, *, upstream: FreeRadiusInstance, database: str, threads: int, sql_pool: int
-    ) -> None:
+    def __init__(self, tmp_dir: Path, *, upstream: FreeRadiusInstance, database: str, threads: int, sql_pool: int) -> None:
         auth_port, acct_port = udp_ports()
         super().__init__("sqlproxy", auth_port, acct_port, NAS_SECRET, None, tmp_dir, start_timeout=20.0)
         self.values = {

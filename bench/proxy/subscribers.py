@@ -53,8 +53,7 @@ def upstream_users(n: int) -> str:
         for i in range(n)
     ]
     parts.append(
-        f'DEFAULT\tCleartext-Password := "{DEFAULT_PASSWORD}"\n'
-        "\tFramed-IP-Address = 100.127.0.1,\n\tSession-Timeout = 3600\n"
+        f'DEFAULT\tCleartext-Password := "{DEFAULT_PASSWORD}"\n\tFramed-IP-Address = 100.127.0.1,\n\tSession-Timeout = 3600\n'
     )
     return "".join(parts)
 

@@ -17,10 +17,7 @@ def run(bench: Bench) -> None:
     measured, expect, warm = bench.tmp / "requests.txt", bench.tmp / "expected.txt", bench.tmp / "warmup.txt"
     write_requests(measured, (j % n for j in range(r)), n, expect)
     write_requests(warm, range(n - warm_n, n), n)
-    print(
-        f"throughput: {r:,} requests ({min(r, n):,} distinct subscribers), radclient -p {args.parallel}, "
-        f"{args.pairs} pair(s)"
-    )
+    print(f"throughput: {r:,} requests ({min(r, n):,} distinct subscribers), radclient -p {args.parallel}, {args.pairs} pair(s)")
     d = radclient_file(bench.upstream.auth_addr, UPSTREAM_SECRET, measured, r, parallel=args.parallel)
     figures.direct = d
     print(f"  direct to the upstream (capacity reference): {d.summary()}")
@@ -62,7 +59,4 @@ def run(bench: Bench) -> None:
                     f"wait, not the proxy; --rmem-default 8388608 avoids that for B"
                 )
         again = f"; A again on the same process {pair.a_cached.rate:,.0f}/s" if pair.a_cached else ""
-        print(
-            f"  pair {p + 1} ({order}): A {pair.a.rate:,.0f}/s, B {pair.b.rate:,.0f}/s, "
-            f"ratio A/B {pair.ratio:.2f}{again}"
-        )
+        print(f"  pair {p + 1} ({order}): A {pair.a.rate:,.0f}/s, B {pair.b.rate:,.0f}/s, ratio A/B {pair.ratio:.2f}{again}")

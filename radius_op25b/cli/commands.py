@@ -103,8 +103,13 @@ def session_json(row: AcctSession, push: CoaJob | None = None) -> dict[str, Any]
     }
     if push is not None:
         data["last_push"] = {
-            "cause": push.cause, "status": push.status, "method": push.method, "result": push.result,
-            "error_cause": push.error_cause, "attempts": push.attempts, "at": _iso(push.finished_at or push.created_at),
+            "cause": push.cause,
+            "status": push.status,
+            "method": push.method,
+            "result": push.result,
+            "error_cause": push.error_cause,
+            "attempts": push.attempts,
+            "at": _iso(push.finished_at or push.created_at),
         }
     return data
 
@@ -190,7 +195,10 @@ def cmd_db(ctx: Context) -> int:
         before = db.current_revision(engine)
         db.upgrade(engine)
         after = db.current_revision(engine)
-        ctx.emit({"from": before, "to": after}, f"upgraded {before or '(empty)'} -> {after}" if before != after else f"already at {after}")
+        ctx.emit(
+            {"from": before, "to": after},
+            f"upgraded {before or '(empty)'} -> {after}" if before != after else f"already at {after}",
+        )
         return 0
     current, head = db.current_revision(engine), db.head_revision(engine)
     data = {"current": current, "head": head, "up_to_date": current == head}
@@ -222,7 +230,14 @@ def cmd_subscriber(ctx: Context) -> int:
     with db.transaction(engine) as session:
         if command == "add":
             sub = store.add_subscriber(
-                session, a.user, actor=a.actor, now=now, realm=a.realm, static_addresses=a.static or (), class_override=a.cls, note=a.note
+                session,
+                a.user,
+                actor=a.actor,
+                now=now,
+                realm=a.realm,
+                static_addresses=a.static or (),
+                class_override=a.cls,
+                note=a.note,
             )
             ctx.emit(subscriber_json(sub, now), f"added {sub.username} ({sub.ip_type})")
         elif command == "show":
@@ -238,9 +253,7 @@ def cmd_subscriber(ctx: Context) -> int:
             ctx.emit(data, "\n".join(lines))
         elif command == "list":
             subs = store.list_subscribers(session, realm=a.realm, limit=a.limit)
-            text = "\n".join(
-                f"{s.username:40} {s.realm or '-':24} {s.ip_type:8} {s.class_override or 'default'}" for s in subs
-            )
+            text = "\n".join(f"{s.username:40} {s.realm or '-':24} {s.ip_type:8} {s.class_override or 'default'}" for s in subs)
             ctx.emit({"subscribers": [subscriber_json(s, now) for s in subs]}, text or "(no subscribers)")
         elif command == "set-static":
             sub = store.set_static(session, a.user, a.ips, actor=a.actor, now=now)
@@ -257,7 +270,11 @@ def cmd_subscriber(ctx: Context) -> int:
                 raise UsageError("give --until or --for, not both")
             until = parse_time(a.until, end_of_day=True) if a.until else (now + parse_duration(a.for_) if a.for_ else None)
             ex = store.exempt(session, a.user, reason=a.reason, until=until, actor=a.actor, now=now)
-            ctx.emit(exemption_json(ex, now), f"{ex.subscriber.username}: exempt " + (f"until {ex.expires_at:%Y-%m-%d %H:%M} UTC" if ex.expires_at else "with no expiry"))
+            ctx.emit(
+                exemption_json(ex, now),
+                f"{ex.subscriber.username}: exempt "
+                + (f"until {ex.expires_at:%Y-%m-%d %H:%M} UTC" if ex.expires_at else "with no expiry"),
+            )
         elif command == "unexempt":
             ended = store.unexempt(session, a.user, reason=a.reason, actor=a.actor, now=now)
             ctx.emit({"revoked": [exemption_json(ex, now) for ex in ended]}, f"{a.user}: {len(ended)} exemption(s) revoked")
@@ -278,7 +295,16 @@ def cmd_realm(ctx: Context) -> int:
     a, now = ctx.args, ctx.now
     with db.transaction(ctx.engine()) as session:
         if a.realm_command == "add":
-            realm = store.add_realm(session, a.name, actor=a.actor, now=now, default_class=a.cls, model=a.model, filter_name=a.filter_name, note=a.note)
+            realm = store.add_realm(
+                session,
+                a.name,
+                actor=a.actor,
+                now=now,
+                default_class=a.cls,
+                model=a.model,
+                filter_name=a.filter_name,
+                note=a.note,
+            )
             ctx.emit(realm_json(realm, now), f"added realm {realm.name} (default {realm.default_class or 'policy default'})")
         elif a.realm_command == "show":
             realm = store.get_realm(session, a.name)
@@ -286,7 +312,9 @@ def cmd_realm(ctx: Context) -> int:
                 f"  permit MSA(25) {p.cidr} until {p.permit_until:%Y-%m-%d} ({'active' if now < p.permit_until else 'expired'})"
                 for p in realm.msa_permits
             )
-            text = f"{realm.name}\n  default class: {realm.default_class or 'policy default'}\n  model: {realm.model or '-'}" + (f"\n{permits}" if permits else "")
+            text = f"{realm.name}\n  default class: {realm.default_class or 'policy default'}\n  model: {realm.model or '-'}" + (
+                f"\n{permits}" if permits else ""
+            )
             ctx.emit(realm_json(realm, now), text)
         elif a.realm_command == "list":
             realms = store.list_realms(session)
@@ -295,7 +323,10 @@ def cmd_realm(ctx: Context) -> int:
         elif a.realm_command == "permit-msa":
             until = parse_time(a.until, end_of_day=True)
             permit = store.permit_msa(session, a.name, a.cidr, until=until, actor=a.actor, now=now)
-            ctx.emit({"realm": permit.realm.name, "cidr": permit.cidr, "until": _iso(permit.permit_until)}, f"{permit.realm.name}: permit port 25 to {permit.cidr} until {permit.permit_until:%Y-%m-%d %H:%M} UTC")
+            ctx.emit(
+                {"realm": permit.realm.name, "cidr": permit.cidr, "until": _iso(permit.permit_until)},
+                f"{permit.realm.name}: permit port 25 to {permit.cidr} until {permit.permit_until:%Y-%m-%d %H:%M} UTC",
+            )
     return 0
 
 
@@ -313,7 +344,10 @@ def cmd_sessions(ctx: Context) -> int:
         else:
             cutoff = now - parse_duration(a.older_than)
             count = store.purge_sessions(session, cutoff, actor=a.actor, now=now)
-            ctx.emit({"deleted": count, "older_than": _iso(cutoff)}, f"deleted {count} session(s) that ended before {cutoff:%Y-%m-%d %H:%M} UTC")
+            ctx.emit(
+                {"deleted": count, "older_than": _iso(cutoff)},
+                f"deleted {count} session(s) that ended before {cutoff:%Y-%m-%d %H:%M} UTC",
+            )
     return 0
 
 
@@ -325,7 +359,10 @@ def cmd_mobile_mta(ctx: Context) -> int:
             ctx.emit({"cidr": row.cidr, "carrier": row.carrier}, f"added mobile MTA block {row.cidr} ({row.carrier})")
         else:
             rows = store.list_mobile_mta_blocks(session)
-            ctx.emit({"blocks": [{"cidr": r.cidr, "carrier": r.carrier, "note": r.note} for r in rows]}, "\n".join(f"{r.cidr:20} {r.carrier}" for r in rows) or "(no blocks)")
+            ctx.emit(
+                {"blocks": [{"cidr": r.cidr, "carrier": r.carrier, "note": r.note} for r in rows]},
+                "\n".join(f"{r.cidr:20} {r.carrier}" for r in rows) or "(no blocks)",
+            )
     return 0
 
 

@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("serve", help="run the proxy (SIGHUP reloads the config, SIGTERM drains)")
     q.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     q.add_argument(
-        "--workers", type=int, default=1, metavar="N",
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
         help="processes sharing the ports (SO_REUSEPORT); worker K serves metrics on the metrics port + K",
     )
     q.set_defaults(func="cmd_serve", json=False)
@@ -180,5 +183,3 @@ def build_parser() -> argparse.ArgumentParser:
     json_flag(q)
     q.set_defaults(func="cmd_audit")
     return p
-
-

@@ -540,7 +540,11 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
                 raise r.error(f"upstreams[{i}]", f"no upstream named {m!r}")
         if not members:
             raise r.error("upstreams", "a pool needs at least one upstream")
-        pools.append(PoolConfig(r.get("name", str, required=True), members, r.choice("strategy", ("fail-over", "load-balance"), "fail-over")))
+        pools.append(
+            PoolConfig(
+                r.get("name", str, required=True), members, r.choice("strategy", ("fail-over", "load-balance"), "fail-over")
+            )
+        )
     pool_names = _unique(file, "pools", [p.name for p in pools])
 
     routes = []

@@ -214,7 +214,9 @@ class Relay:
         self._send(job)
         return None
 
-    def _answer_status_server(self, listener: str, client: ClientConfig, data: bytes, request: Packet, addr: tuple[str, int]) -> None:
+    def _answer_status_server(
+        self, listener: str, client: ClientConfig, data: bytes, request: Packet, addr: tuple[str, int]
+    ) -> None:
         secret = client.secret.reveal()
         # RFC 5997 §3: "Status-Server packets MUST contain a Message-Authenticator"; and they
         # are answered by the server that receives them, never proxied.
@@ -261,11 +263,14 @@ class Relay:
                     request.attributes, job.client.secret.reveal(), request.authenticator, secret, authenticator
                 )
                 # RFC 2865 §5.33: a proxy appends its own Proxy-State after the NAS's.
-                wire = sign_access_request(Packet(ACCESS_REQUEST, identifier, authenticator, append_proxy_state(attrs, state)), secret)
+                wire = sign_access_request(
+                    Packet(ACCESS_REQUEST, identifier, authenticator, append_proxy_state(attrs, state)), secret
+                )
                 port = upstream.config.auth_port
             else:
                 wire = sign_accounting_request(
-                    Packet(ACCOUNTING_REQUEST, identifier, ZERO_AUTHENTICATOR, append_proxy_state(request.attributes, state)), secret
+                    Packet(ACCOUNTING_REQUEST, identifier, ZERO_AUTHENTICATOR, append_proxy_state(request.attributes, state)),
+                    secret,
                 )
                 authenticator = wire[4:20]
                 port = upstream.config.acct_port
@@ -309,8 +314,13 @@ class Relay:
             self._drop("no_upstream", job.nas_addr[0])
         else:
             self.limited.warning(
-                "abandoned", "no upstream answered %s request %d from %s within %.0fs (tried %s)",
-                job.listener, job.request.identifier, job.client.name, job.deadline - job.received, ", ".join(job.tried),
+                "abandoned",
+                "no upstream answered %s request %d from %s within %.0fs (tried %s)",
+                job.listener,
+                job.request.identifier,
+                job.client.name,
+                job.deadline - job.received,
+                ", ".join(job.tried),
             )
 
     # --- from the upstream -------------------------------------------------------------------
@@ -330,7 +340,9 @@ class Relay:
         if pending is None:
             return self._drop("upstream_unmatched", addr[0], "late or unknown reply")
         upstream = pending.upstream
-        expected_port = upstream.config.acct_port if pending.job is not None and pending.job.listener == ACCT else upstream.config.auth_port
+        expected_port = (
+            upstream.config.acct_port if pending.job is not None and pending.job.listener == ACCT else upstream.config.auth_port
+        )
         if addr[0] != upstream.config.address or addr[1] != expected_port:
             return self._drop("upstream_unmatched", addr[0], "reply from an address we did not ask")
         try:
@@ -338,7 +350,10 @@ class Relay:
             # BlastRADIUS: a Message-Authenticator, when present, must verify too.
             if not verify_reply(data, pending.authenticator, pending.secret):
                 return self._drop("upstream_bad_authenticator", addr[0])
-            if upstream.config.require_message_authenticator and verify_message_authenticator(data, pending.secret, pending.authenticator) is None:
+            if (
+                upstream.config.require_message_authenticator
+                and verify_message_authenticator(data, pending.secret, pending.authenticator) is None
+            ):
                 return self._drop("upstream_missing_message_authenticator", addr[0])
             reply = parse_packet(data)
         except MalformedPacket as exc:

@@ -59,7 +59,10 @@ def udp_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     # SO_RCVBUF is capped by net.core.rmem_max; as root the FORCE variant lifts the cap.
-    for forced, plain in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF), (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):
+    for forced, plain in (
+        (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
+        (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF),
+    ):
         for option in (forced, plain):
             if option is None:
                 continue
@@ -80,7 +83,9 @@ def udp_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
 class ProxyServer:
     """One process's proxy: sockets, signals and the relay."""
 
-    def __init__(self, config: Config, engine: Engine | None = None, reuse_port: bool = False, worker: int = 0, workers: int = 1) -> None:
+    def __init__(
+        self, config: Config, engine: Engine | None = None, reuse_port: bool = False, worker: int = 0, workers: int = 1
+    ) -> None:
         self.config = config
         self.worker, self.workers = worker, workers
         self.engine = engine
@@ -117,7 +122,9 @@ class ProxyServer:
             await self.pusher.start()
             self.on_reload.append(self.pusher.reconfigure)
         for listener, (host, port) in ((AUTH, self.config.auth_listen), (ACCT, self.config.acct_listen)):
-            transport, _ = await loop.create_datagram_endpoint(lambda listener=listener: _NasProtocol(relay, listener), sock=udp_socket(host, port, self.reuse_port))
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda listener=listener: _NasProtocol(relay, listener), sock=udp_socket(host, port, self.reuse_port)
+            )
             relay.nas_transports[listener] = transport  # type: ignore[assignment]
             self._transports.append(transport)
         families = {ipaddress.ip_address(u.address).version for u in self.config.upstreams} or {4}
@@ -136,8 +143,14 @@ class ProxyServer:
             metrics.start_http((host, port + self.worker))  # worker N: the configured port + N
         auth, acct = self.config.auth_listen, self.config.acct_listen
         log.info(
-            (f"worker {self.worker}: " if self.workers > 1 else "") + "serving auth on %s:%d, accounting on %s:%d; %d client(s), %d upstream(s)",
-            auth[0], auth[1], acct[0], acct[1], len(self.config.clients), len(self.config.upstreams),
+            (f"worker {self.worker}: " if self.workers > 1 else "")
+            + "serving auth on %s:%d, accounting on %s:%d; %d client(s), %d upstream(s)",
+            auth[0],
+            auth[1],
+            acct[0],
+            acct[1],
+            len(self.config.clients),
+            len(self.config.upstreams),
         )
 
     def reload(self) -> None:

@@ -112,7 +112,11 @@ class Router:
         self.upstreams: dict[str, Upstream] = {}
         for u in config.upstreams:
             kept = old.get(u.name)
-            if kept is not None and (kept.config.address, kept.config.auth_port, kept.config.acct_port) == (u.address, u.auth_port, u.acct_port):
+            if kept is not None and (kept.config.address, kept.config.auth_port, kept.config.acct_port) == (
+                u.address,
+                u.auth_port,
+                u.acct_port,
+            ):
                 kept.config = u  # same server, maybe a new secret: keep its health
                 kept.zombie_period, kept.probe_interval = u.zombie_period, u.status_interval
                 self.upstreams[u.name] = kept

@@ -24,9 +24,7 @@ from radius_op25b.radius.constants import (
 
 # Vendor attributes hidden with the RFC 2868 §3.5 salt scheme ("encrypt=2" in FreeRADIUS's
 # dictionaries). Callers may pass more, e.g. Juniper ERX-LI-* (4874/58-61) on a BNG.
-SALTED_VSAS: frozenset[tuple[int, int]] = frozenset(
-    {(VENDOR_MICROSOFT, MS_MPPE_SEND_KEY), (VENDOR_MICROSOFT, MS_MPPE_RECV_KEY)}
-)
+SALTED_VSAS: frozenset[tuple[int, int]] = frozenset({(VENDOR_MICROSOFT, MS_MPPE_SEND_KEY), (VENDOR_MICROSOFT, MS_MPPE_RECV_KEY)})
 # Vendor attributes hidden like User-Password ("encrypt=1"): MS-CHAP-MPPE-Keys in MS-CHAPv1 accepts.
 HIDDEN_VSAS: frozenset[tuple[int, int]] = frozenset({(VENDOR_MICROSOFT, MS_CHAP_MPPE_KEYS)})
 
@@ -45,9 +43,7 @@ def _md5_chain(data: bytes, secret: bytes, first: bytes, *, encrypt: bool) -> by
         block = data[start : start + _BLOCK]
         pad = secret_hash.copy()
         pad.update(previous)
-        mixed = (int.from_bytes(block, "big") ^ int.from_bytes(pad.digest(), "big")).to_bytes(
-            _BLOCK, "big"
-        )
+        mixed = (int.from_bytes(block, "big") ^ int.from_bytes(pad.digest(), "big")).to_bytes(_BLOCK, "big")
         out += mixed
         # The chain always runs on ciphertext: our output when hiding, our input when revealing.
         previous = mixed if encrypt else block
@@ -128,9 +124,7 @@ def decrypt_salted(value: bytes, secret: bytes, request_authenticator: bytes) ->
     return plain[1 : 1 + length]
 
 
-def encrypt_salted(
-    plaintext: bytes, secret: bytes, request_authenticator: bytes, salt: bytes | None = None
-) -> bytes:
+def encrypt_salted(plaintext: bytes, secret: bytes, request_authenticator: bytes, salt: bytes | None = None) -> bytes:
     """Salt + String hiding `plaintext` (length-prefixed, NUL-padded to 16-octet blocks)."""
     if len(plaintext) > 255:
         raise ValueError(f"salted plaintext is {len(plaintext)} octets; at most 255 fit")
@@ -190,9 +184,7 @@ def _tag_length(value: bytes) -> int:
     raise MalformedPacket(f"Tunnel-Password is {len(value)} octets")
 
 
-def decrypt_tunnel_password(
-    value: bytes, secret: bytes, request_authenticator: bytes
-) -> tuple[int, bytes]:
+def decrypt_tunnel_password(value: bytes, secret: bytes, request_authenticator: bytes) -> tuple[int, bytes]:
     """(tag, password) of a Tunnel-Password value: Tag, Salt, String (tag 0 if absent)."""
     tagged = _tag_length(value)
     tag = value[0] if tagged else 0
@@ -388,9 +380,7 @@ def _reencrypt(
     return _Hop(old, new, salted_vsas, hidden_vsas).run(attributes)
 
 
-def ensure_chap_challenge(
-    attributes: Sequence[Attribute], request_authenticator: bytes
-) -> Attributes:
+def ensure_chap_challenge(attributes: Sequence[Attribute], request_authenticator: bytes) -> Attributes:
     """Pin the CHAP challenge down before the Request Authenticator changes at the next hop."""
     # RFC 2865 §5.3: "The CHAP challenge value is found in the CHAP-Challenge Attribute (60)
     # if present in the packet, otherwise in the Request Authenticator field."

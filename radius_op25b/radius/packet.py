@@ -91,9 +91,7 @@ def encode_packet(packet: Packet) -> bytes:
     return bytes(frame(packet.code, packet.identifier, packet.authenticator, packet.attributes))
 
 
-def frame(
-    code: int, identifier: int, authenticator: bytes, attributes: Iterable[Attribute]
-) -> bytearray:
+def frame(code: int, identifier: int, authenticator: bytes, attributes: Iterable[Attribute]) -> bytearray:
     """Lay out a packet in a mutable buffer, so signing can patch authenticators in place."""
     body = encode_attributes(attributes)
     length = HEADER_LENGTH + len(body)
@@ -111,10 +109,7 @@ def encode_attributes(attributes: Iterable[Attribute]) -> bytes:
     parts: list[bytes] = []
     for attr_type, value in attributes:
         if len(value) > MAX_VALUE_LENGTH:
-            raise ValueError(
-                f"attribute {attr_type} value is {len(value)} octets; at most 253 fit "
-                "(split it with split_value)"
-            )
+            raise ValueError(f"attribute {attr_type} value is {len(value)} octets; at most 253 fit (split it with split_value)")
         parts.append(bytes((attr_type, len(value) + 2)))
         parts.append(value)
     return b"".join(parts)

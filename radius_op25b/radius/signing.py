@@ -44,9 +44,7 @@ _ZEROED_AUTHENTICATOR_CODES = frozenset({ACCOUNTING_REQUEST, COA_REQUEST, DISCON
 _ACCESS_REPLY_CODES = frozenset({ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_CHALLENGE})
 # Replies whose Message-Authenticator implementations compute differently: RFC 5176 §3.4 and
 # pyrad use the Request Authenticator, FreeRADIUS 3.2 signs these with sixteen zeros.
-_AMBIGUOUS_REPLY_CODES = frozenset(
-    {ACCOUNTING_RESPONSE, COA_ACK, COA_NAK, DISCONNECT_ACK, DISCONNECT_NAK}
-)
+_AMBIGUOUS_REPLY_CODES = frozenset({ACCOUNTING_RESPONSE, COA_ACK, COA_NAK, DISCONNECT_ACK, DISCONNECT_NAK})
 
 
 def new_request_authenticator() -> bytes:
@@ -87,16 +85,12 @@ def sign_access_request(packet: Packet, secret: bytes) -> bytes:
         raise ValueError(f"code {packet.code} is not signed like an Access-Request")
     # draft-ietf-radext-deprecating-radius (BlastRADIUS): clients always add it, first;
     # RFC 5997 §3: Status-Server packets MUST carry a Message-Authenticator.
-    buffer = frame(
-        packet.code, packet.identifier, packet.authenticator, _ma_first(packet.attributes)
-    )
+    buffer = frame(packet.code, packet.identifier, packet.authenticator, _ma_first(packet.attributes))
     buffer[_FIRST_MA_VALUE] = _hmac_md5(secret, buffer)
     return bytes(buffer)
 
 
-def sign_accounting_request(
-    packet: Packet, secret: bytes, add_message_authenticator: bool = False
-) -> bytes:
+def sign_accounting_request(packet: Packet, secret: bytes, add_message_authenticator: bool = False) -> bytes:
     """Wire bytes of an Accounting-, CoA- or Disconnect-Request; `packet.authenticator` is ignored.
 
     A Message-Authenticator is added if asked, and recomputed (moved first) if already there.
@@ -177,9 +171,7 @@ def verify_accounting_request(request: bytes, secret: bytes) -> bool:
     return verify_message_authenticator(data, secret) is not False
 
 
-def verify_message_authenticator(
-    packet: bytes, secret: bytes, request_authenticator: bytes | None = None
-) -> bool | None:
+def verify_message_authenticator(packet: bytes, secret: bytes, request_authenticator: bytes | None = None) -> bool | None:
     """None if the packet has no Message-Authenticator, else whether it verifies.
 
     A reply needs `request_authenticator` (that of the request it answers).
@@ -203,9 +195,7 @@ def verify_message_authenticator(
     return False
 
 
-def _ma_vectors(
-    code: int, own_authenticator: bytes, request_authenticator: bytes | None
-) -> tuple[bytes, ...]:
+def _ma_vectors(code: int, own_authenticator: bytes, request_authenticator: bytes | None) -> tuple[bytes, ...]:
     """The authenticator field value(s) the Message-Authenticator of `code` may cover."""
     if code in _RANDOM_AUTHENTICATOR_CODES:
         # RFC 3579 §3.2: "Message-Authenticator = HMAC-MD5 (Type, Identifier, Length,

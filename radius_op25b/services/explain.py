@@ -17,9 +17,7 @@ from radius_op25b.core.config import ClientConfig, Config
 
 def request_for(username: str, framed_ip: d.IPAddress | None, client: ClientConfig | None) -> d.Request:
     """The decision's view of a login (or a live session) on `client` (None: no NAS named)."""
-    return d.Request(
-        d.username_key(username), framed_ip, client.name if client else None, client.enforce if client else True
-    )
+    return d.Request(d.username_key(username), framed_ip, client.name if client else None, client.enforce if client else True)
 
 
 def decide(

@@ -107,7 +107,9 @@ class PolicyService:
             decision = d.decide_without_database(request, self.config.policy)
         counter = self._decisions.get((decision.filter_class, decision.reason_kind))
         if counter is None:
-            counter = self._decisions[(decision.filter_class, decision.reason_kind)] = metrics.DECISIONS.labels(str(decision.filter_class), decision.reason_kind)
+            counter = self._decisions[(decision.filter_class, decision.reason_kind)] = metrics.DECISIONS.labels(
+                str(decision.filter_class), decision.reason_kind
+            )
         counter.inc()
         return apply_decision(decision, client, attributes, self.splice)
 
@@ -167,7 +169,10 @@ class PolicyService:
         metrics.SPECIAL_SUBSCRIBERS.set(len(special))
         log.info(
             "policy loaded in %.2fs: %d subscriber(s) not on their default, %d realm(s), %d mobile MTA block(s)",
-            time.monotonic() - started, len(special), len(realms), len(blocks),
+            time.monotonic() - started,
+            len(special),
+            len(realms),
+            len(blocks),
         )
 
     def _database_failed(self, exc: Exception) -> None:

@@ -86,8 +86,15 @@ class LiveSession:
     @classmethod
     def of(cls, row: AcctSession) -> LiveSession:
         return cls(
-            row.id, row.nas_name, row.nas_address, row.acct_session_id, row.nas_ip_address, row.username,
-            row.framed_ip, row.class_applied, row.stopped_at,
+            row.id,
+            row.nas_name,
+            row.nas_address,
+            row.acct_session_id,
+            row.nas_ip_address,
+            row.username,
+            row.framed_ip,
+            row.class_applied,
+            row.stopped_at,
         )
 
 
@@ -225,23 +232,40 @@ class PushWorker:
             outcome = Outcome(False, "error", None, detail=str(exc))
         retry = None
         if not outcome.ok and outcome.result in ("timeout", "error") and task.attempts < MAX_ATTEMPTS:
-            retry = timedelta(seconds=2 ** task.attempts)
+            retry = timedelta(seconds=2**task.attempts)
         PUSHES.labels(outcome.method or "-", outcome.result).inc()
         level = logging.INFO if outcome.ok else logging.WARNING
-        log.log(level, "push %s to %s session %s (%s): %s%s%s", outcome.method or "-", task.session.username,
-                task.session.acct_session_id, task.session.nas_name, outcome.result,
-                f" Error-Cause {outcome.error_cause}" if outcome.error_cause else "",
-                f"; retry in {retry.total_seconds():.0f}s" if retry else "")
+        log.log(
+            level,
+            "push %s to %s session %s (%s): %s%s%s",
+            outcome.method or "-",
+            task.session.username,
+            task.session.acct_session_id,
+            task.session.nas_name,
+            outcome.result,
+            f" Error-Cause {outcome.error_cause}" if outcome.error_cause else "",
+            f"; retry in {retry.total_seconds():.0f}s" if retry else "",
+        )
         try:
             await self.loop.run_in_executor(None, self._finish, task.job_id, outcome, retry)
         except Exception:
-            self.limited.exception("finish", "could not record the outcome of push job %d (it will be retried after its lease)", task.job_id)
+            self.limited.exception(
+                "finish", "could not record the outcome of push job %d (it will be retried after its lease)", task.job_id
+            )
 
     def _finish(self, job_id: int, outcome: Outcome, retry: timedelta | None) -> None:
         with db.transaction(self.engine) as session:
             store.finish_push(
-                session, job_id, now=self.now(), ok=outcome.ok, result=outcome.result, method=outcome.method,
-                error_cause=outcome.error_cause, detail=outcome.detail, retry_in=retry, class_applied=outcome.class_applied,
+                session,
+                job_id,
+                now=self.now(),
+                ok=outcome.ok,
+                result=outcome.result,
+                method=outcome.method,
+                error_cause=outcome.error_cause,
+                detail=outcome.detail,
+                retry_in=retry,
+                class_applied=outcome.class_applied,
             )
 
     async def _attempt(self, task: PushTask) -> Outcome:
@@ -265,7 +289,14 @@ class PushWorker:
             return Outcome(True, "ack", "coa", class_applied=new_class)
         if code == COA_NAK and change.nak_fallback:
             outcome = await self._disconnect(client, s, new_class)
-            return Outcome(outcome.ok, outcome.result, "coa-nak+disconnect", outcome.error_cause, f"CoA-NAK Error-Cause {cause}", outcome.class_applied)
+            return Outcome(
+                outcome.ok,
+                outcome.result,
+                "coa-nak+disconnect",
+                outcome.error_cause,
+                f"CoA-NAK Error-Cause {cause}",
+                outcome.class_applied,
+            )
         if code == COA_NAK:
             return Outcome(False, "nak", "coa", cause)
         if code is not None:
@@ -281,7 +312,9 @@ class PushWorker:
             return Outcome(False, "nak", "disconnect", cause)
         if code is not None:
             return Outcome(False, "protocol-error", "disconnect", detail=f"answered a Disconnect-Request with code {code}")
-        return Outcome(False, "timeout", "disconnect", detail=f"no answer from {self._destination(client, s)} after {TRIES} tries")
+        return Outcome(
+            False, "timeout", "disconnect", detail=f"no answer from {self._destination(client, s)} after {TRIES} tries"
+        )
 
     def _destination(self, client: ClientConfig, s: LiveSession) -> tuple[str, int]:
         return (client.coa_address or s.nas_address, client.coa_port)
@@ -299,7 +332,9 @@ class PushWorker:
         identity.append((EVENT_TIMESTAMP, encode_integer(int(self.now().timestamp()))))
         secret = (client.coa_secret or client.secret).reveal()
         identifier = self._allocate_id()
-        wire = sign_accounting_request(Packet(code, identifier, ZERO_AUTHENTICATOR, (*identity, *extra)), secret, add_message_authenticator=True)
+        wire = sign_accounting_request(
+            Packet(code, identifier, ZERO_AUTHENTICATOR, (*identity, *extra)), secret, add_message_authenticator=True
+        )
         future: asyncio.Future[bytes] = self.loop.create_future()
         destination = self._destination(client, s)
         self._waiting[identifier] = _Waiting(future, wire[4:20], secret, destination)

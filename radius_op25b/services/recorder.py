@@ -81,10 +81,23 @@ class Recorder:
             try:
                 if not self.spool.append([record for record, _ in batch]):
                     SPOOL_FAILURES.inc(len(batch))
-                    self.limited.log(logging.ERROR, "spool_full", "accounting spool %s is full: %d record(s) not recorded here (the upstream has them)", self.spool.dir, len(batch))
+                    self.limited.log(
+                        logging.ERROR,
+                        "spool_full",
+                        "accounting spool %s is full: %d record(s) not recorded here (the upstream has them)",
+                        self.spool.dir,
+                        len(batch),
+                    )
             except OSError as exc:
                 SPOOL_FAILURES.inc(len(batch))
-                self.limited.log(logging.ERROR, "spool_error", "accounting spool %s: %s; %d record(s) not recorded here", self.spool.dir, exc, len(batch))
+                self.limited.log(
+                    logging.ERROR,
+                    "spool_error",
+                    "accounting spool %s: %s; %d record(s) not recorded here",
+                    self.spool.dir,
+                    exc,
+                    len(batch),
+                )
             SPOOL_DEPTH.set(self.spool.pending)
             self.loop.call_soon_threadsafe(_resolve_all, [future for _, future in batch])
 

@@ -28,7 +28,9 @@ def audit(
     session.add(AuditLog(at=now, actor=actor, action=action, target=target, before=before, after=after))
     if session.get_bind().dialect.name == "postgresql":
         # Delivered to every running proxy when (and only if) this transaction commits.
-        session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": f"{action}\t{target}"})
+        session.execute(
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": f"{action}\t{target}"}
+        )
 
 
 def audit_entries(session: Session, target: str | None = None, limit: int = 200) -> Sequence[AuditLog]:

@@ -18,7 +18,6 @@ def realm_for(username: str, realm: str | None) -> str | None:
     return chosen.lower() if chosen else None
 
 
-
 # --- validation of operator input (shared by CLI and CSV import) --------------------------------
 
 

@@ -218,6 +218,4 @@ def require_current_schema(engine: Engine) -> None:
     current = stored_revision(engine)
     if current != HEAD_REVISION:
         state = "is empty" if current is None else f"is at revision {current}"
-        raise SchemaOutOfDate(
-            f"database {redact_url(str(engine.url))} {state}, not {HEAD_REVISION}; run `op25b db upgrade`"
-        )
+        raise SchemaOutOfDate(f"database {redact_url(str(engine.url))} {state}, not {HEAD_REVISION}; run `op25b db upgrade`")

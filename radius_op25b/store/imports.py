@@ -71,9 +71,7 @@ def parse_import_csv(text: str, source: str) -> list[ImportRow]:
         if key in seen:
             raise InvalidInput(f"{where}: username {username!r} already on line {seen[key]}")
         seen[key] = line_no
-        rows.append(
-            ImportRow(username, realm_for(username, realm), ip_type, addresses, cls_value, note or None)
-        )
+        rows.append(ImportRow(username, realm_for(username, realm), ip_type, addresses, cls_value, note or None))
     return rows
 
 
@@ -127,7 +125,9 @@ def import_subscribers(session: Session, rows: Sequence[ImportRow], *, actor: st
             lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
             if lost:
                 connection.invalidate(exc)
-            raise DBAPIError.instance(copy, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect) from exc
+            raise DBAPIError.instance(
+                copy, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
+            ) from exc
         finally:
             cursor.close()
     else:
@@ -154,6 +154,10 @@ def import_subscribers(session: Session, rows: Sequence[ImportRow], *, actor: st
     # Imported subscribers may already be online (decided as unknowns): push to those sessions.
     for start in range(0, len(keys), 10_000):
         chunk = keys[start : start + 10_000]
-        online = session.execute(select(AcctSession.id, AcctSession.username_key).where(AcctSession.stopped_at.is_(None), AcctSession.username_key.in_(chunk))).all()
+        online = session.execute(
+            select(AcctSession.id, AcctSession.username_key).where(
+                AcctSession.stopped_at.is_(None), AcctSession.username_key.in_(chunk)
+            )
+        ).all()
         _add_jobs(session, online, "subscriber.import", now)
     return len(rows)

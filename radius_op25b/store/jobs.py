@@ -21,7 +21,9 @@ from radius_op25b.store.models import (
 )
 
 
-def queue_pushes(session: Session, *, cause: str, now: datetime, username: str | None = None, realm: str | None = None, mobile: bool = False) -> int:
+def queue_pushes(
+    session: Session, *, cause: str, now: datetime, username: str | None = None, realm: str | None = None, mobile: bool = False
+) -> int:
     """Queue one job per open session whose decision this change may alter (same transaction)."""
     query = select(AcctSession.id, AcctSession.username_key).where(AcctSession.stopped_at.is_(None))
     if username is not None:
@@ -41,7 +43,17 @@ def queue_pushes(session: Session, *, cause: str, now: datetime, username: str |
 def _add_jobs(session: Session, sessions: Iterable[Any], cause: str, now: datetime) -> None:
     """One pending push per (session id, username key)."""
     for session_id, key in sessions:
-        session.add(CoaJob(session_id=session_id, username_key=key, cause=cause, status="pending", attempts=0, created_at=now, next_attempt_at=now))
+        session.add(
+            CoaJob(
+                session_id=session_id,
+                username_key=key,
+                cause=cause,
+                status="pending",
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
 
 
 # What the push worker has to do at `now` (one condition each, shared by the work itself and by
@@ -69,16 +81,18 @@ def queue_expired(session: Session, now: datetime) -> int:
     ).all()
     for exemption_id, key in expired:
         claimed = session.execute(
-            update(Exemption).where(Exemption.id == exemption_id, Exemption.expiry_pushed_at.is_(None)).values(expiry_pushed_at=now)
+            update(Exemption)
+            .where(Exemption.id == exemption_id, Exemption.expiry_pushed_at.is_(None))
+            .values(expiry_pushed_at=now)
         ).rowcount
         if claimed:  # another instance may have swept it first
             queued += queue_pushes(session, cause="exemption.expired", now=now, username=key)
-    permits = session.execute(
-        select(RealmMsaPermit.id, Realm.name).join(Realm).where(_permit_expired_unpushed(now))
-    ).all()
+    permits = session.execute(select(RealmMsaPermit.id, Realm.name).join(Realm).where(_permit_expired_unpushed(now))).all()
     for permit_id, realm_name in permits:
         claimed = session.execute(
-            update(RealmMsaPermit).where(RealmMsaPermit.id == permit_id, RealmMsaPermit.expiry_pushed_at.is_(None)).values(expiry_pushed_at=now)
+            update(RealmMsaPermit)
+            .where(RealmMsaPermit.id == permit_id, RealmMsaPermit.expiry_pushed_at.is_(None))
+            .values(expiry_pushed_at=now)
         ).rowcount
         if claimed:
             queued += queue_pushes(session, cause="msa-permit.expired", now=now, realm=realm_name)
@@ -120,8 +134,16 @@ def claim_pushes(session: Session, now: datetime, limit: int = 50, lease: timede
 
 
 def finish_push(
-    session: Session, job_id: int, *, now: datetime, ok: bool, result: str, method: str | None,
-    error_cause: int | None = None, detail: str | None = None, retry_in: timedelta | None = None,
+    session: Session,
+    job_id: int,
+    *,
+    now: datetime,
+    ok: bool,
+    result: str,
+    method: str | None,
+    error_cause: int | None = None,
+    detail: str | None = None,
+    retry_in: timedelta | None = None,
     class_applied: str | None = None,
 ) -> None:
     job = session.get(CoaJob, job_id)

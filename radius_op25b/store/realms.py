@@ -102,7 +102,9 @@ def list_realms(session: Session) -> Sequence[Realm]:
     return session.scalars(select(Realm).order_by(Realm.name).options(selectinload(Realm.msa_permits))).all()
 
 
-def add_mobile_mta_block(session: Session, cidr: str, *, carrier: str, actor: str, now: datetime, note: str | None = None) -> MobileMtaBlock:
+def add_mobile_mta_block(
+    session: Session, cidr: str, *, carrier: str, actor: str, now: datetime, note: str | None = None
+) -> MobileMtaBlock:
     block = check_cidr(cidr)
     if session.scalars(select(MobileMtaBlock).where(MobileMtaBlock.cidr == block)).first() is not None:
         raise Conflict(f"mobile MTA block {block} already exists")

@@ -50,14 +50,28 @@ def _apply_record(session: Session, r: AccountingRecord) -> None:
     if row is None:
         started = when if r.status == "start" else when - timedelta(seconds=r.session_time or 0)
         row = AcctSession(
-            nas_name=r.nas_name, nas_address=r.nas_address, acct_session_id=r.acct_session_id,
-            username=r.username, username_key=username_key(r.username),
-            started_at=started, updated_at=when, input_octets=0, output_octets=0,
+            nas_name=r.nas_name,
+            nas_address=r.nas_address,
+            acct_session_id=r.acct_session_id,
+            username=r.username,
+            username_key=username_key(r.username),
+            started_at=started,
+            updated_at=when,
+            input_octets=0,
+            output_octets=0,
         )
         session.add(row)
     elif row.stopped_at is not None and r.status != "stop":
         return  # an earlier record replayed after the Stop
-    for field_name in ("nas_ip_address", "nas_identifier", "nas_port_id", "framed_ip", "framed_ipv6_prefix", "delegated_ipv6_prefix", "class_applied"):
+    for field_name in (
+        "nas_ip_address",
+        "nas_identifier",
+        "nas_port_id",
+        "framed_ip",
+        "framed_ipv6_prefix",
+        "delegated_ipv6_prefix",
+        "class_applied",
+    ):
         value = getattr(r, field_name)
         if value:
             setattr(row, field_name, value)
@@ -100,6 +114,15 @@ def purge_sessions(session: Session, older_than: datetime, *, actor: str, now: d
     """Delete sessions that stopped before `older_than` (their CoA jobs go with them)."""
     doomed = select(AcctSession.id).where(AcctSession.stopped_at.is_not(None), AcctSession.stopped_at < older_than)
     session.execute(delete(CoaJob).where(CoaJob.session_id.in_(doomed)))
-    count = session.execute(delete(AcctSession).where(AcctSession.stopped_at.is_not(None), AcctSession.stopped_at < older_than)).rowcount
-    audit(session, actor=actor, action="sessions.purge", target="sessions", now=now, after={"older_than": older_than.isoformat(), "deleted": count})
+    count = session.execute(
+        delete(AcctSession).where(AcctSession.stopped_at.is_not(None), AcctSession.stopped_at < older_than)
+    ).rowcount
+    audit(
+        session,
+        actor=actor,
+        action="sessions.purge",
+        target="sessions",
+        now=now,
+        after={"older_than": older_than.isoformat(), "deleted": count},
+    )
     return int(count or 0)

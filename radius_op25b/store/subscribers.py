@@ -35,9 +35,7 @@ def subscriber_state(sub: Subscriber) -> dict[str, Any]:
 
 def find_subscriber(session: Session, username: str) -> Subscriber | None:
     query = (
-        select(Subscriber)
-        .where(Subscriber.username_key == username_key(username))
-        .options(selectinload(Subscriber.exemptions))
+        select(Subscriber).where(Subscriber.username_key == username_key(username)).options(selectinload(Subscriber.exemptions))
     )
     return session.scalars(query).one_or_none()
 
@@ -124,9 +122,7 @@ def exemption_state(ex: Exemption) -> dict[str, Any]:
     }
 
 
-def exempt(
-    session: Session, username: str, *, reason: str, until: datetime | None, actor: str, now: datetime
-) -> Exemption:
+def exempt(session: Session, username: str, *, reason: str, until: datetime | None, actor: str, now: datetime) -> Exemption:
     if not reason.strip():
         raise InvalidInput("an exemption needs a --reason")
     if until is not None and until <= now:
@@ -151,7 +147,15 @@ def unexempt(session: Session, username: str, *, reason: str, actor: str, now: d
     for ex in active:
         before = exemption_state(ex)
         ex.revoked_at, ex.revoked_by, ex.revoke_reason = now, actor, reason.strip()
-        audit(session, actor=actor, action="subscriber.unexempt", target=sub.username_key, now=now, before=before, after=exemption_state(ex))
+        audit(
+            session,
+            actor=actor,
+            action="subscriber.unexempt",
+            target=sub.username_key,
+            now=now,
+            before=before,
+            after=exemption_state(ex),
+        )
     sub.updated_at = now
     session.flush()
     queue_pushes(session, cause="subscriber.unexempt", now=now, username=sub.username_key)

@@ -64,9 +64,16 @@ def mobile_mta_networks(session: Session) -> tuple[d.IPNetwork, ...]:
 # Each subscriber with its live exemptions (not revoked, not expired): one row per exemption, or
 # one row of NULLs. Built once: building a statement costs more than running it.
 _VIEW_ROWS = select(
-    Subscriber.username, Subscriber.username_key, Subscriber.realm, Subscriber.ip_type,
-    Subscriber.static_addresses, Subscriber.class_override,
-    Exemption.reason, Exemption.actor, Exemption.created_at, Exemption.expires_at,
+    Subscriber.username,
+    Subscriber.username_key,
+    Subscriber.realm,
+    Subscriber.ip_type,
+    Subscriber.static_addresses,
+    Subscriber.class_override,
+    Exemption.reason,
+    Exemption.actor,
+    Exemption.created_at,
+    Exemption.expires_at,
 ).outerjoin(
     Exemption,
     (Exemption.subscriber_id == Subscriber.id)

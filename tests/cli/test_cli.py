@@ -161,7 +161,9 @@ def test_usernames_are_case_insensitive(op25b: Op25b) -> None:
 
 def test_import_and_list(op25b: Op25b, tmp_path: Path) -> None:
     csv_file = tmp_path / "subs.csv"
-    csv_file.write_text("username,realm,ip_type,static_addresses,class,note\nu1@isp.example,,dynamic,,,\nu2@isp.example,,static,192.0.2.1 192.0.2.2,,shop\nu3@x,isp-b.example,,,mobile,\n")
+    csv_file.write_text(
+        "username,realm,ip_type,static_addresses,class,note\nu1@isp.example,,dynamic,,,\nu2@isp.example,,static,192.0.2.1 192.0.2.2,,shop\nu3@x,isp-b.example,,,mobile,\n"
+    )
     assert op25b("subscriber", "import", str(csv_file)) == [f"imported 3 subscribers from {csv_file}"]
     listed = op25b.json("subscriber", "list")["subscribers"]
     assert [(s["username"], s["realm"], s["ip_type"], s["static_addresses"], s["class_override"]) for s in listed] == [
@@ -184,16 +186,36 @@ BAD_INPUT = [
     ("unknown-user-exempt", ["subscriber", "exempt", "nobody@isp.example", "--reason", "x", "--for", "1d"], 1, "no subscriber"),
     ("malformed-ip", ["subscriber", "set-static", ALICE, "192.0.2.300"], 1, "'192.0.2.300' is not an IP address"),
     ("malformed-static-on-add", ["subscriber", "add", "eve@isp.example", "--static", "nope"], 1, "'nope' is not an IP address"),
-    ("malformed-cidr", ["realm", "permit-msa", "isp-b.example", "198.51.100.0/33", "--until", "2027-01-01"], 1, "is not a CIDR block"),
-    ("cidr-host-bits", ["realm", "permit-msa", "isp-b.example", "198.51.100.1/24", "--until", "2027-01-01"], 1, "has host bits set"),
+    (
+        "malformed-cidr",
+        ["realm", "permit-msa", "isp-b.example", "198.51.100.0/33", "--until", "2027-01-01"],
+        1,
+        "is not a CIDR block",
+    ),
+    (
+        "cidr-host-bits",
+        ["realm", "permit-msa", "isp-b.example", "198.51.100.1/24", "--until", "2027-01-01"],
+        1,
+        "has host bits set",
+    ),
     ("unknown-class", ["subscriber", "set-class", ALICE, "partial"], 2, "invalid choice: 'partial'"),
     ("unknown-profile", ["policy", "explain", ALICE, "--profile", "cisco-ios-xe"], 1, "unknown profile 'cisco-ios-xe'"),
     ("unknown-nas", ["policy", "explain", ALICE, "--nas", "bng9"], 1, "no NAS (client) named 'bng9'"),
     ("date-in-the-past", ["subscriber", "exempt", ALICE, "--reason", "x", "--until", "2020-01-01"], 1, "is not in the future"),
-    ("permit-in-the-past", ["realm", "permit-msa", "isp-b.example", "198.51.100.0/24", "--until", "2026-11-01"], 1, "is not in the future"),
+    (
+        "permit-in-the-past",
+        ["realm", "permit-msa", "isp-b.example", "198.51.100.0/24", "--until", "2026-11-01"],
+        1,
+        "is not in the future",
+    ),
     ("bad-date", ["subscriber", "exempt", ALICE, "--reason", "x", "--until", "next week"], 1, "is not an ISO date"),
     ("bad-duration", ["subscriber", "exempt", ALICE, "--reason", "x", "--for", "30 days"], 1, "is not a duration"),
-    ("both-until-and-for", ["subscriber", "exempt", ALICE, "--reason", "x", "--for", "1d", "--until", "2027-01-01"], 2, "not both"),
+    (
+        "both-until-and-for",
+        ["subscriber", "exempt", ALICE, "--reason", "x", "--for", "1d", "--until", "2027-01-01"],
+        2,
+        "not both",
+    ),
     ("duplicate-add", ["subscriber", "add", ALICE], 1, "already exists"),
     ("duplicate-realm", ["realm", "add", "ISP-B.example"], 1, "realm 'isp-b.example' already exists"),
     ("unexempt-without-exemption", ["subscriber", "unexempt", ALICE, "--reason", "x"], 1, "has no active exemption"),
@@ -232,10 +254,22 @@ def test_csv_with_an_existing_user_imports_nothing(op25b: Op25b, tmp_path: Path)
 
 CONFIG_ERRORS = [
     ("missing-key", "[[clients]]\nname = 'b'\nsecret = 'x'\n", "clients[0].address: is required"),
-    ("misspelled-key", "[[clients]]\nname = 'b'\naddress = '192.0.2.1'\nsecret = 'x'\nprofle = 'generic'\n", "clients[0]: unknown key 'profle' (did you mean 'profile'?)"),
-    ("unknown-profile", "[[clients]]\nname = 'b'\naddress = '192.0.2.1'\nsecret = 'x'\nprofile = 'acme'\n", "clients[0].profile: unknown profile 'acme'"),
+    (
+        "misspelled-key",
+        "[[clients]]\nname = 'b'\naddress = '192.0.2.1'\nsecret = 'x'\nprofle = 'generic'\n",
+        "clients[0]: unknown key 'profle' (did you mean 'profile'?)",
+    ),
+    (
+        "unknown-profile",
+        "[[clients]]\nname = 'b'\naddress = '192.0.2.1'\nsecret = 'x'\nprofile = 'acme'\n",
+        "clients[0].profile: unknown profile 'acme'",
+    ),
     ("bad-class", "[policy]\ndefault_class = 'strict'\n", "policy.default_class: must be one of full, mobile, none"),
-    ("bad-pool", "[policy]\nstatic_pools = ['203.0.113.0/99']\n", "policy.static_pools[0]: '203.0.113.0/99' is not an IP address or CIDR"),
+    (
+        "bad-pool",
+        "[policy]\nstatic_pools = ['203.0.113.0/99']\n",
+        "policy.static_pools[0]: '203.0.113.0/99' is not an IP address or CIDR",
+    ),
     ("bad-toml", "[policy\n", "not valid TOML"),
     ("unknown-section", "[polcy]\n", "polcy: unknown section"),
 ]

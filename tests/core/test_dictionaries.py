@@ -88,7 +88,7 @@ def read_dictionaries(main: pathlib.Path) -> DictFiles:
                     read(target)
             elif keyword == "VENDOR" and len(tokens) >= 3:
                 out.vendors[tokens[1]] = _int(tokens[2])
-                options = [t[len("format="):] for t in tokens[3:] if t.startswith("format=")]
+                options = [t[len("format=") :] for t in tokens[3:] if t.startswith("format=")]
                 out.vendor_formats[tokens[1]] = options[0] if options else "1,1"
             elif keyword == "BEGIN-VENDOR" and len(tokens) >= 2:
                 vendor = out.vendors[tokens[1]]
@@ -114,8 +114,7 @@ def read_dictionaries(main: pathlib.Path) -> DictFiles:
                     number = f"{tlv_stack[-1]}.{number}"
                 if datatype == "tlv":
                     tlv_numbers[name] = number
-                out.attrs.setdefault(name, []).append(
-                    AttrDef(name, attr_vendor, number, datatype, flags, vendor_format, where))
+                out.attrs.setdefault(name, []).append(AttrDef(name, attr_vendor, number, datatype, flags, vendor_format, where))
             elif keyword == "VALUE" and len(tokens) >= 4:
                 try:
                     out.values.setdefault(tokens[1], {})[tokens[2]] = _int(tokens[3])
@@ -134,22 +133,24 @@ def ours() -> DictFiles:
 @pytest.fixture(scope="module")
 def freeradius() -> DictFiles:
     if not FREERADIUS_MAIN.is_file():
-        pytest.fail(f"{FREERADIUS_MAIN} is missing: install Debian's freeradius-common "
-                    "(apt-get install freeradius-common) to cross-check our dictionary")
+        pytest.fail(
+            f"{FREERADIUS_MAIN} is missing: install Debian's freeradius-common "
+            "(apt-get install freeradius-common) to cross-check our dictionary"
+        )
     return read_dictionaries(FREERADIUS_MAIN)
 
 
-def _load_with_pyrad(path: pathlib.Path, caplog: pytest.LogCaptureFixture
-                     ) -> tuple[pyrad.dictionary.Dictionary, list[str]]:
+def _load_with_pyrad(path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> tuple[pyrad.dictionary.Dictionary, list[str]]:
     """Load a dictionary with pyrad; return it and every warning (logged or warnings.warn)."""
     caplog.clear()
-    with caplog.at_level(logging.DEBUG, logger="pyrad"), \
-            warnings.catch_warnings(record=True) as caught:
+    with caplog.at_level(logging.DEBUG, logger="pyrad"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loaded = pyrad.dictionary.Dictionary(str(path))
-    problems = [f"{r.levelname}: {r.getMessage()}" for r in caplog.records
-                if r.name.startswith("pyrad") and (r.levelno >= logging.WARNING
-                                                   or "skipping" in r.getMessage())]
+    problems = [
+        f"{r.levelname}: {r.getMessage()}"
+        for r in caplog.records
+        if r.name.startswith("pyrad") and (r.levelno >= logging.WARNING or "skipping" in r.getMessage())
+    ]
     problems += [f"warning: {w.message}" for w in caught]
     return loaded, problems
 
@@ -168,8 +169,7 @@ def test_every_file_is_packaged_and_included() -> None:
     # package data glob is "dictionary*"; an unincluded file would be dead weight
     files = {p.name for p in OUR_MAIN.parent.iterdir() if p.is_file() and p.name != "__init__.py"}
     assert all(name.startswith("dictionary") for name in files), files
-    included = {line.split()[1] for line in OUR_MAIN.read_text().splitlines()
-                if line.startswith("$INCLUDE")}
+    included = {line.split()[1] for line in OUR_MAIN.read_text().splitlines() if line.startswith("$INCLUDE")}
     assert files == included | {"dictionary"}
 
 
@@ -180,42 +180,98 @@ def test_pyrad_and_our_reader_agree(ours: DictFiles) -> None:
     assert set(loaded.attributes) == set(ours.attrs)
     for name, attr in loaded.attributes.items():
         [mine] = ours.attrs[name]
-        assert (attr.code, loaded.vendors.GetForward(attr.vendor)) == (int(mine.number),
-                                                                       mine.vendor), name
+        assert (attr.code, loaded.vendors.GetForward(attr.vendor)) == (int(mine.number), mine.vendor), name
         assert attr.type == mine.type.split("[")[0], name
         assert attr.has_tag == ("has_tag" in mine.flags), name
-        assert attr.encrypt == next((int(f.split("=")[1]) for f in mine.flags
-                                     if f.startswith("encrypt=")), 0), name
+        assert attr.encrypt == next((int(f.split("=")[1]) for f in mine.flags if f.startswith("encrypt=")), 0), name
         values = {key: attr.values.GetForward(key) for key in attr.values.forward}
-        assert values == {key: pyrad.tools.EncodeAttr(attr.type, num)
-                          for key, num in ours.values.get(name, {}).items()}, name
+        assert values == {key: pyrad.tools.EncodeAttr(attr.type, num) for key, num in ours.values.get(name, {}).items()}, name
 
 
 def test_required_attributes_are_defined() -> None:
     loaded = op25b_dictionary.load_dictionary()
     required = {
         # standard attributes named in the brief / DESIGN.md §2-§3
-        "User-Name", "User-Password", "CHAP-Password", "NAS-IP-Address", "NAS-Port",
-        "Service-Type", "Framed-Protocol", "Framed-IP-Address", "Framed-IP-Netmask", "Filter-Id",
-        "Framed-MTU", "Reply-Message", "State", "Class", "Vendor-Specific", "Session-Timeout",
-        "Idle-Timeout", "Called-Station-Id", "Calling-Station-Id", "NAS-Identifier",
-        "Proxy-State", "CHAP-Challenge", "NAS-Port-Type", "Port-Limit", "Acct-Status-Type",
-        "Acct-Delay-Time", "Acct-Input-Octets", "Acct-Output-Octets", "Acct-Session-Id",
-        "Acct-Authentic", "Acct-Session-Time", "Acct-Input-Packets", "Acct-Output-Packets",
-        "Acct-Terminate-Cause", "Acct-Multi-Session-Id", "Acct-Link-Count",
-        "Acct-Input-Gigawords", "Acct-Output-Gigawords", "Event-Timestamp", "EAP-Message",
-        "Message-Authenticator", "Acct-Interim-Interval", "NAS-Port-Id", "Tunnel-Type",
-        "Tunnel-Medium-Type", "Tunnel-Password", "Tunnel-Private-Group-Id", "NAS-IPv6-Address",
-        "Framed-Interface-Id", "Framed-IPv6-Prefix", "Delegated-IPv6-Prefix",
-        "Framed-IPv6-Address", "Delegated-IPv6-Prefix-Pool", "Error-Cause",
-        "Chargeable-User-Identity", "NAS-Filter-Rule", "Operator-Name",
+        "User-Name",
+        "User-Password",
+        "CHAP-Password",
+        "NAS-IP-Address",
+        "NAS-Port",
+        "Service-Type",
+        "Framed-Protocol",
+        "Framed-IP-Address",
+        "Framed-IP-Netmask",
+        "Filter-Id",
+        "Framed-MTU",
+        "Reply-Message",
+        "State",
+        "Class",
+        "Vendor-Specific",
+        "Session-Timeout",
+        "Idle-Timeout",
+        "Called-Station-Id",
+        "Calling-Station-Id",
+        "NAS-Identifier",
+        "Proxy-State",
+        "CHAP-Challenge",
+        "NAS-Port-Type",
+        "Port-Limit",
+        "Acct-Status-Type",
+        "Acct-Delay-Time",
+        "Acct-Input-Octets",
+        "Acct-Output-Octets",
+        "Acct-Session-Id",
+        "Acct-Authentic",
+        "Acct-Session-Time",
+        "Acct-Input-Packets",
+        "Acct-Output-Packets",
+        "Acct-Terminate-Cause",
+        "Acct-Multi-Session-Id",
+        "Acct-Link-Count",
+        "Acct-Input-Gigawords",
+        "Acct-Output-Gigawords",
+        "Event-Timestamp",
+        "EAP-Message",
+        "Message-Authenticator",
+        "Acct-Interim-Interval",
+        "NAS-Port-Id",
+        "Tunnel-Type",
+        "Tunnel-Medium-Type",
+        "Tunnel-Password",
+        "Tunnel-Private-Group-Id",
+        "NAS-IPv6-Address",
+        "Framed-Interface-Id",
+        "Framed-IPv6-Prefix",
+        "Delegated-IPv6-Prefix",
+        "Framed-IPv6-Address",
+        "Delegated-IPv6-Prefix-Pool",
+        "Error-Cause",
+        "Chargeable-User-Identity",
+        "NAS-Filter-Rule",
+        "Operator-Name",
         # vendors, one per NAS profile
-        "MS-CHAP-Response", "MS-CHAP-Error", "MS-CHAP-Challenge", "MS-MPPE-Encryption-Policy",
-        "MS-MPPE-Encryption-Types", "MS-MPPE-Send-Key", "MS-MPPE-Recv-Key", "MS-CHAP2-Response",
-        "MS-CHAP2-Success", "Cisco-AVPair", "Cisco-Account-Info", "ERX-Ingress-Policy-Name",
-        "ERX-Egress-Policy-Name", "ERX-IPv6-Ingress-Policy-Name", "ERX-IPv6-Egress-Policy-Name",
-        "ERX-Service-Activate", "Huawei-Data-Filter", "Alc-Subsc-Prof-Str", "Alc-SLA-Prof-Str",
-        "Alc-Subscriber-Filter", "Alc-Nas-Filter-Rule-Shared", "Mikrotik-Address-List",
+        "MS-CHAP-Response",
+        "MS-CHAP-Error",
+        "MS-CHAP-Challenge",
+        "MS-MPPE-Encryption-Policy",
+        "MS-MPPE-Encryption-Types",
+        "MS-MPPE-Send-Key",
+        "MS-MPPE-Recv-Key",
+        "MS-CHAP2-Response",
+        "MS-CHAP2-Success",
+        "Cisco-AVPair",
+        "Cisco-Account-Info",
+        "ERX-Ingress-Policy-Name",
+        "ERX-Egress-Policy-Name",
+        "ERX-IPv6-Ingress-Policy-Name",
+        "ERX-IPv6-Egress-Policy-Name",
+        "ERX-Service-Activate",
+        "Huawei-Data-Filter",
+        "Alc-Subsc-Prof-Str",
+        "Alc-SLA-Prof-Str",
+        "Alc-Subscriber-Filter",
+        "Alc-Nas-Filter-Rule-Shared",
+        "Mikrotik-Address-List",
     }
     assert required - set(loaded.attributes) == set()
     # the salted attributes must keep FreeRADIUS's flags, or pyrad would send them in clear
@@ -284,19 +340,18 @@ def _rfc2548_decrypt(value: bytes, secret: bytes, request_authenticator: bytes) 
     assert salt[0] & 0x80, "RFC 2548: the salt's most significant bit must be set"
     plain, previous = b"", request_authenticator + salt
     for i in range(0, len(cipher), 16):
-        block = cipher[i:i + 16]
+        block = cipher[i : i + 16]
         pad = hashlib.md5(secret + previous).digest()
         plain += bytes(c ^ p for c, p in zip(block, pad, strict=False))
         previous = block
-    return plain[1:1 + plain[0]]  # key-length octet, key, zero padding
+    return plain[1 : 1 + plain[0]]  # key-length octet, key, zero padding
 
 
 def test_mppe_key_in_reply_is_rfc2548_salt_encrypted() -> None:
     # MS-MPPE keys travel in Access-Accepts, salted with the Request Authenticator; pyrad's
     # encrypt=2 (RFC 2868 salt) must produce exactly RFC 2548's encoding
     loaded = op25b_dictionary.load_dictionary()
-    request = packet.AuthPacket(code=packet.AccessRequest, secret=SECRET, dict=loaded,
-                                User_Name="alice")
+    request = packet.AuthPacket(code=packet.AccessRequest, secret=SECRET, dict=loaded, User_Name="alice")
     request.RequestPacket()
     reply = request.CreateReply()  # an Access-Accept
     key = bytes(range(32))
@@ -306,8 +361,8 @@ def test_mppe_key_in_reply_is_rfc2548_salt_encrypted() -> None:
     vsas, rest = [], raw[20:]
     while rest:
         if rest[0] == 26:
-            vsas.append(rest[2:rest[1]])
-        rest = rest[rest[1]:]
+            vsas.append(rest[2 : rest[1]])
+        rest = rest[rest[1] :]
     [vsa] = vsas
     assert (int.from_bytes(vsa[:4], "big"), vsa[4]) == (311, 17)
     assert _rfc2548_decrypt(vsa[6:], SECRET, request.authenticator) == key
@@ -321,8 +376,7 @@ def test_mppe_key_in_reply_is_rfc2548_salt_encrypted() -> None:
 
 
 def _describe(attr: AttrDef) -> str:
-    text = (f"{attr.where} vendor={attr.vendor} number={attr.number} type={attr.type} "
-            f"flags={','.join(sorted(attr.flags)) or '-'}")
+    text = f"{attr.where} vendor={attr.vendor} number={attr.number} type={attr.type} flags={','.join(sorted(attr.flags)) or '-'}"
     return f"{text} in a block with {attr.vendor_format}" if attr.vendor_format else text
 
 
@@ -336,8 +390,7 @@ def attribute_mismatches(ours: DictFiles, freeradius: DictFiles) -> list[str]:
             problems.append(f"{name} ({mine.where}): no such attribute in FreeRADIUS")
             continue
         for fr in theirs:
-            expected = (fr.vendor, fr.number, PYRAD_TYPE_FOR.get(fr.type, fr.type), fr.flags,
-                        fr.vendor_format)
+            expected = (fr.vendor, fr.number, PYRAD_TYPE_FOR.get(fr.type, fr.type), fr.flags, fr.vendor_format)
             actual = (mine.vendor, mine.number, mine.type, mine.flags, mine.vendor_format)
             if actual != expected:
                 problems.append(f"{name}: ours {_describe(mine)}; FreeRADIUS {_describe(fr)}")
@@ -354,15 +407,17 @@ def test_attributes_match_freeradius(ours: DictFiles, freeradius: DictFiles) -> 
 def test_vendor_ids_match_freeradius(ours: DictFiles, freeradius: DictFiles) -> None:
     assert {name: freeradius.vendors.get(name) for name in ours.vendors} == ours.vendors
     # pyrad only encodes the RFC 2865 VSA layout (1-octet type, 1-octet length)
-    assert {name: freeradius.vendor_formats[name] for name in ours.vendors} == \
-        {name: "1,1" for name in ours.vendors} == ours.vendor_formats
+    assert (
+        {name: freeradius.vendor_formats[name] for name in ours.vendors}
+        == {name: "1,1" for name in ours.vendors}
+        == ours.vendor_formats
+    )
 
 
 @pytest.mark.freeradius
 def test_values_match_freeradius(ours: DictFiles, freeradius: DictFiles) -> None:
     problems = [
-        f"VALUE {attr} {value} {number}: FreeRADIUS has "
-        f"{freeradius.values.get(attr, {}).get(value, 'no such VALUE')}"
+        f"VALUE {attr} {value} {number}: FreeRADIUS has {freeradius.values.get(attr, {}).get(value, 'no such VALUE')}"
         for attr, values in sorted(ours.values.items())
         for value, number in sorted(values.items())
         if freeradius.values.get(attr, {}).get(value) != number
@@ -372,24 +427,31 @@ def test_values_match_freeradius(ours: DictFiles, freeradius: DictFiles) -> None
 
 @pytest.mark.freeradius
 @pytest.mark.parametrize("attr", ["Error-Cause", "Acct-Terminate-Cause"])
-def test_standard_value_lists_are_complete(attr: str, ours: DictFiles,
-                                           freeradius: DictFiles) -> None:
+def test_standard_value_lists_are_complete(attr: str, ours: DictFiles, freeradius: DictFiles) -> None:
     # FreeRADIUS defines only the RFC values for these two, so ours must be the same list
     assert ours.values[attr] == freeradius.values[attr]
 
 
 def test_key_values_present_and_unambiguous(ours: DictFiles) -> None:
     expected = {
-        "Acct-Status-Type": {"Start": 1, "Stop": 2, "Interim-Update": 3, "Accounting-On": 7,
-                             "Accounting-Off": 8},
-        "Service-Type": {"Login-User": 1, "Framed-User": 2, "Authenticate-Only": 8,
-                         "Authorize-Only": 17},
-        "Error-Cause": {"Unsupported-Attribute": 401, "Missing-Attribute": 402,
-                        "Invalid-Attribute-Value": 407, "Administratively-Prohibited": 501,
-                        "Session-Context-Not-Found": 503,
-                        "Multiple-Session-Selection-Unsupported": 508},
-        "Acct-Terminate-Cause": {"User-Request": 1, "Lost-Carrier": 2, "Idle-Timeout": 4,
-                                 "Session-Timeout": 5, "Admin-Reset": 6, "NAS-Reboot": 11},
+        "Acct-Status-Type": {"Start": 1, "Stop": 2, "Interim-Update": 3, "Accounting-On": 7, "Accounting-Off": 8},
+        "Service-Type": {"Login-User": 1, "Framed-User": 2, "Authenticate-Only": 8, "Authorize-Only": 17},
+        "Error-Cause": {
+            "Unsupported-Attribute": 401,
+            "Missing-Attribute": 402,
+            "Invalid-Attribute-Value": 407,
+            "Administratively-Prohibited": 501,
+            "Session-Context-Not-Found": 503,
+            "Multiple-Session-Selection-Unsupported": 508,
+        },
+        "Acct-Terminate-Cause": {
+            "User-Request": 1,
+            "Lost-Carrier": 2,
+            "Idle-Timeout": 4,
+            "Session-Timeout": 5,
+            "Admin-Reset": 6,
+            "NAS-Reboot": 11,
+        },
     }
     for attr, values in expected.items():
         assert ours.values[attr].items() >= values.items(), attr
@@ -399,16 +461,19 @@ def test_key_values_present_and_unambiguous(ours: DictFiles) -> None:
 
 
 @pytest.mark.freeradius
-@pytest.mark.parametrize(("file", "keyword", "name", "column", "typo"), [
-    ("dictionary.rfc", "ATTRIBUTE", "Filter-Id", 2, "12"),  # number
-    ("dictionary.rfc", "ATTRIBUTE", "Framed-IP-Address", 3, "string"),  # type
-    ("dictionary.erx", "ATTRIBUTE", "ERX-Service-Activate", 4, None),  # flag dropped
-    ("dictionary.microsoft", "ATTRIBUTE", "MS-MPPE-Send-Key", 2, "15"),  # vendor number
-    ("dictionary.mikrotik", "VENDOR", "Mikrotik", 2, "14989"),  # vendor id
-])
-def test_cross_check_catches_a_typo(tmp_path: pathlib.Path, freeradius: DictFiles, file: str,
-                                    keyword: str, name: str, column: int,
-                                    typo: str | None) -> None:
+@pytest.mark.parametrize(
+    ("file", "keyword", "name", "column", "typo"),
+    [
+        ("dictionary.rfc", "ATTRIBUTE", "Filter-Id", 2, "12"),  # number
+        ("dictionary.rfc", "ATTRIBUTE", "Framed-IP-Address", 3, "string"),  # type
+        ("dictionary.erx", "ATTRIBUTE", "ERX-Service-Activate", 4, None),  # flag dropped
+        ("dictionary.microsoft", "ATTRIBUTE", "MS-MPPE-Send-Key", 2, "15"),  # vendor number
+        ("dictionary.mikrotik", "VENDOR", "Mikrotik", 2, "14989"),  # vendor id
+    ],
+)
+def test_cross_check_catches_a_typo(
+    tmp_path: pathlib.Path, freeradius: DictFiles, file: str, keyword: str, name: str, column: int, typo: str | None
+) -> None:
     # copy our files, change one column of one line, and the cross-check must report it
     copy = tmp_path / "dictionaries"
     shutil.copytree(OUR_MAIN.parent, copy)

@@ -34,13 +34,23 @@ EXPECTED: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
     },
     "rfc4849": {
         "full": (("NAS-Filter-Rule", "deny in 6 from any to any 25"),),
-        "mobile": (("NAS-Filter-Rule", "deny in 6 from any to 203.0.113.128/25 25\x00deny in 6 from any to 2001:db8:ff::/48 25"),),
-        "partner": (("NAS-Filter-Rule", "permit in 6 from any to 198.51.100.0/24 25\x00permit in 6 from any to 192.0.2.10/32 25\x00deny in 6 from any to any 25"),),
+        "mobile": (
+            ("NAS-Filter-Rule", "deny in 6 from any to 203.0.113.128/25 25\x00deny in 6 from any to 2001:db8:ff::/48 25"),
+        ),
+        "partner": (
+            (
+                "NAS-Filter-Rule",
+                "permit in 6 from any to 198.51.100.0/24 25\x00permit in 6 from any to 192.0.2.10/32 25\x00deny in 6 from any to any 25",
+            ),
+        ),
         "partner_named": (("NAS-Filter-Rule", "permit in 6 from any to 198.51.100.0/24 25\x00deny in 6 from any to any 25"),),
     },
     "cisco-ios": {
         "full": (("Cisco-AVPair", "ip:inacl#1=deny tcp any any eq 25"), ("Cisco-AVPair", "ip:inacl#2=permit ip any any")),
-        "mobile": (("Cisco-AVPair", "ip:inacl#1=deny tcp any 203.0.113.128 0.0.0.127 eq 25"), ("Cisco-AVPair", "ip:inacl#2=permit ip any any")),
+        "mobile": (
+            ("Cisco-AVPair", "ip:inacl#1=deny tcp any 203.0.113.128 0.0.0.127 eq 25"),
+            ("Cisco-AVPair", "ip:inacl#2=permit ip any any"),
+        ),
         "partner": (
             ("Cisco-AVPair", "ip:inacl#1=permit tcp any 198.51.100.0 0.0.0.255 eq 25"),
             ("Cisco-AVPair", "ip:inacl#2=permit tcp any host 192.0.2.10 eq 25"),
@@ -56,19 +66,30 @@ EXPECTED: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
     "cisco-xr": {
         "full": (("Cisco-AVPair", "ipv4:inacl=OP25B-FULL"), ("Cisco-AVPair", "ipv6:ipv6_inacl=OP25B-FULL-V6")),
         "mobile": (("Cisco-AVPair", "ipv4:inacl=OP25B-MOBILE"), ("Cisco-AVPair", "ipv6:ipv6_inacl=OP25B-MOBILE-V6")),
-        "partner": (("Cisco-AVPair", "ipv4:inacl=OP25B-FULL-ISP-B-EXAMPLE"), ("Cisco-AVPair", "ipv6:ipv6_inacl=OP25B-FULL-ISP-B-EXAMPLE-V6")),
+        "partner": (
+            ("Cisco-AVPair", "ipv4:inacl=OP25B-FULL-ISP-B-EXAMPLE"),
+            ("Cisco-AVPair", "ipv6:ipv6_inacl=OP25B-FULL-ISP-B-EXAMPLE-V6"),
+        ),
         "partner_named": (("Cisco-AVPair", "ipv4:inacl=B-FULL"), ("Cisco-AVPair", "ipv6:ipv6_inacl=B-FULL-V6")),
     },
     "juniper": {
         "full": (("ERX-Ingress-Policy-Name", "OP25B-FULL"), ("ERX-IPv6-Ingress-Policy-Name", "OP25B-FULL-V6")),
         "mobile": (("ERX-Ingress-Policy-Name", "OP25B-MOBILE"), ("ERX-IPv6-Ingress-Policy-Name", "OP25B-MOBILE-V6")),
-        "partner": (("ERX-Ingress-Policy-Name", "OP25B-FULL-ISP-B-EXAMPLE"), ("ERX-IPv6-Ingress-Policy-Name", "OP25B-FULL-ISP-B-EXAMPLE-V6")),
+        "partner": (
+            ("ERX-Ingress-Policy-Name", "OP25B-FULL-ISP-B-EXAMPLE"),
+            ("ERX-IPv6-Ingress-Policy-Name", "OP25B-FULL-ISP-B-EXAMPLE-V6"),
+        ),
         "partner_named": (("ERX-Ingress-Policy-Name", "B-FULL"), ("ERX-IPv6-Ingress-Policy-Name", "B-FULL-V6")),
     },
     "nokia-sr": {
         "full": (("Alc-Subscriber-Filter", "Ingr-v4:2501,Ingr-v6:2501"),),
         "mobile": (("Alc-Subscriber-Filter", "Ingr-v4:2502,Ingr-v6:2502"),),
-        "partner": (("NAS-Filter-Rule", "permit in 6 from any to 198.51.100.0/24 25\x00permit in 6 from any to 192.0.2.10/32 25\x00deny in 6 from any to any 25"),),
+        "partner": (
+            (
+                "NAS-Filter-Rule",
+                "permit in 6 from any to 198.51.100.0/24 25\x00permit in 6 from any to 192.0.2.10/32 25\x00deny in 6 from any to any 25",
+            ),
+        ),
         "partner_named": (("NAS-Filter-Rule", "permit in 6 from any to 198.51.100.0/24 25\x00deny in 6 from any to any 25"),),
     },
     "mikrotik": {
@@ -79,8 +100,15 @@ EXPECTED: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
     },
     "accel-ppp": {
         "full": (("NAS-Filter-Rule", "deny in 6 from any to any 25"),),
-        "mobile": (("NAS-Filter-Rule", "deny in 6 from any to 203.0.113.128/25 25\x00deny in 6 from any to 2001:db8:ff::/48 25"),),
-        "partner": (("NAS-Filter-Rule", "permit in 6 from any to 198.51.100.0/24 25\x00permit in 6 from any to 192.0.2.10/32 25\x00deny in 6 from any to any 25"),),
+        "mobile": (
+            ("NAS-Filter-Rule", "deny in 6 from any to 203.0.113.128/25 25\x00deny in 6 from any to 2001:db8:ff::/48 25"),
+        ),
+        "partner": (
+            (
+                "NAS-Filter-Rule",
+                "permit in 6 from any to 198.51.100.0/24 25\x00permit in 6 from any to 192.0.2.10/32 25\x00deny in 6 from any to any 25",
+            ),
+        ),
         "partner_named": (("NAS-Filter-Rule", "permit in 6 from any to 198.51.100.0/24 25\x00deny in 6 from any to any 25"),),
     },
 }
@@ -158,7 +186,10 @@ def test_custom_profile_templates() -> None:
             remove=(("Filter-Id", "PERMIT-ALL.in"),),
         )
     }
-    assert profiles.attributes_for("acme", FULL, CTX, custom) == (("Filter-Id", "OP25B-FULL.in"), ("Reply-Message", "class full in isp.example"))
+    assert profiles.attributes_for("acme", FULL, CTX, custom) == (
+        ("Filter-Id", "OP25B-FULL.in"),
+        ("Reply-Message", "class full in isp.example"),
+    )
     assert profiles.attributes_for("acme", PARTNER_NAMED, CTX, custom)[0] == ("Filter-Id", "B-FULL.in")
     assert profiles.attributes_for("acme", NONE, CTX, custom) == ()
     assert profiles.coa_attributes_for("acme", NONE, CTX, custom) == (("Filter-Id", "PERMIT-ALL.in"),)

@@ -32,11 +32,11 @@ def test_md4_des_and_mschapv2_match_the_rfc_vectors():
     assert md4(b"abc").hex() == "a448017aaf21d8525fc10ae87aa6729d"
     assert md4(b"message digest").hex() == "d9130a8164549fe818874806e1c7014b"
     assert md4(b"1234567890" * 8).hex() == "e33b4ddc9c38f2199c3e7b164fcc0536"
-    assert des_encrypt_block(bytes.fromhex("133457799BBCDFF1"),
-                             bytes.fromhex("0123456789ABCDEF")).hex() == "85e813540f0ab405"
+    assert des_encrypt_block(bytes.fromhex("133457799BBCDFF1"), bytes.fromhex("0123456789ABCDEF")).hex() == "85e813540f0ab405"
     # RFC 2759 section 9.2 and RFC 3079 section 3.5.3
-    m = MsChapV2("User", "clientPass", bytes.fromhex("5B5D7C7D7B3F2F3E3C2C602132262628"),
-                 bytes.fromhex("21402324255E262A28295F2B3A337C7E"))
+    m = MsChapV2(
+        "User", "clientPass", bytes.fromhex("5B5D7C7D7B3F2F3E3C2C602132262628"), bytes.fromhex("21402324255E262A28295F2B3A337C7E")
+    )
     assert challenge_hash(m.peer_challenge, m.authenticator_challenge, "User").hex() == "d02e4386bce91226"
     assert m.password_hash.hex() == "44ebba8d5312b8d611474411f56989ae"
     assert md4(m.password_hash).hex() == "41c00c584bd2d91c4017a2a12fa59f3f"
@@ -57,8 +57,9 @@ def test_pap_accept_returns_the_users_file_reply_attributes(freeradius_upstream)
     assert reply.get("Session-Timeout") == "3600"
     assert octets(reply.get("Class")) == b"upstream-class-alice"
     # The instance that answered is named in its own log.
-    assert any("Login OK: [alice@isp.example/" in ln and ln.endswith("instance=upstream")
-               for ln in freeradius_upstream.auth_log_lines())
+    assert any(
+        "Login OK: [alice@isp.example/" in ln and ln.endswith("instance=upstream") for ln in freeradius_upstream.auth_log_lines()
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,14 +79,19 @@ def test_shipped_sample_subscribers(freeradius_upstream, user, password, framed_
 
 
 def test_wrong_password_and_unknown_user_are_rejected_without_reply_attributes(freeradius_upstream):
-    for lines in (_pap("alice@isp.example", "wrong"), _pap("nobody@isp.example", "alicepw"),
-                  _pap("alice@isp-b.example", "alicepw")):
+    for lines in (
+        _pap("alice@isp.example", "wrong"),
+        _pap("nobody@isp.example", "alicepw"),
+        _pap("alice@isp-b.example", "alicepw"),
+    ):
         cp, reply = _auth(freeradius_upstream, lines)
         assert cp.returncode == 1
         assert reply.code == "Access-Reject", cp.stdout + cp.stderr
         assert [k for k, _ in reply.attrs] == ["Message-Authenticator"]
-    assert any("Login incorrect" in ln and "[alice@isp.example/wrong]" in ln and ln.endswith("instance=upstream")
-               for ln in freeradius_upstream.auth_log_lines())
+    assert any(
+        "Login incorrect" in ln and "[alice@isp.example/wrong]" in ln and ln.endswith("instance=upstream")
+        for ln in freeradius_upstream.auth_log_lines()
+    )
 
 
 def test_replies_carry_a_valid_message_authenticator_first(freeradius_upstream):
@@ -98,8 +104,7 @@ def test_replies_carry_a_valid_message_authenticator_first(freeradius_upstream):
     assert reject is not None and reject.code == 3
     assert [t for t, _ in reject.attrs] == [80] and reject.message_authenticator_ok is True
     # A wrong secret gets no answer that verifies.
-    assert pap_request("127.0.0.1", fr.auth_port, "not-the-secret", "alice@isp.example", "alicepw",
-                       timeout=0.3) is None
+    assert pap_request("127.0.0.1", fr.auth_port, "not-the-secret", "alice@isp.example", "alicepw", timeout=0.3) is None
 
 
 # ----------------------------------------------------------------------------------- CHAP --
@@ -195,11 +200,14 @@ def test_status_server_on_auth_and_acct_ports(freeradius_upstream):
 
 
 def test_two_instances_at_once_with_their_own_users_and_logs(freeradius_factory):
-    a = freeradius_factory("upstream-a", users_text='erin@isp.example Cleartext-Password := "erinpw"\n'
-                                                    '\tFramed-IP-Address = 100.64.9.1\n')
-    b = freeradius_factory("upstream-b", secret='b-"sec\\ret',
-                           users_text='erin@isp.example Cleartext-Password := "erinpw-b"\n'
-                                      '\tFramed-IP-Address = 100.64.9.2\n')
+    a = freeradius_factory(
+        "upstream-a", users_text='erin@isp.example Cleartext-Password := "erinpw"\n\tFramed-IP-Address = 100.64.9.1\n'
+    )
+    b = freeradius_factory(
+        "upstream-b",
+        secret='b-"sec\\ret',
+        users_text='erin@isp.example Cleartext-Password := "erinpw-b"\n\tFramed-IP-Address = 100.64.9.2\n',
+    )
     assert a.running and b.running
     assert len({a.auth_port, a.acct_port, b.auth_port, b.acct_port}) == 4
 
@@ -235,8 +243,9 @@ def test_set_users_restarts_with_the_new_users_file(freeradius_factory):
 
 def test_port_clash_fails_start_clearly_and_leaves_nothing_running(freeradius_upstream, tmp_path):
     require_freeradius()
-    clash = FreeRadiusInstance("clash", freeradius_upstream.auth_port, free_udp_port(),
-                               tmp_dir=tmp_path / "clash", start_timeout=5)
+    clash = FreeRadiusInstance(
+        "clash", freeradius_upstream.auth_port, free_udp_port(), tmp_dir=tmp_path / "clash", start_timeout=5
+    )
     with pytest.raises(FreeRadiusError, match="exited") as exc:
         clash.start()
     assert "Address already in use" in str(exc.value)

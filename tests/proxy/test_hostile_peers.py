@@ -39,7 +39,9 @@ def bad_tunnel_password_upstream(secret: bytes) -> UdpResponder:
         request = parse_packet(data)
         echo = tuple((PROXY_STATE, v) for v in get_all(request.attributes, PROXY_STATE))
         attrs = ((TUNNEL_PASSWORD, b"\x01\x80\x01"), *echo)
-        return sign_reply(Packet(ACCESS_ACCEPT, request.identifier, request.authenticator, attrs), request.authenticator, secret, True)
+        return sign_reply(
+            Packet(ACCESS_ACCEPT, request.identifier, request.authenticator, attrs), request.authenticator, secret, True
+        )
 
     return UdpResponder(answer)
 
@@ -80,7 +82,9 @@ def test_25000_forged_datagrams_make_a_few_log_lines(tmp_path: Path, freeradius_
             lambda: bytes([1, rng.randrange(256)]) + (40).to_bytes(2, "big") + rng.randbytes(36),  # bad authenticator
             lambda: rng.randbytes(rng.randrange(0, 19)),  # not a packet
             lambda: bytes([2, 1]) + (20).to_bytes(2, "big") + rng.randbytes(16),  # a reply code on the request port
-            lambda: bytes([1, 1]) + (25).to_bytes(2, "big") + rng.randbytes(16) + bytes([1, 5]) + b"bob",  # no Message-Authenticator
+            lambda: (
+                bytes([1, 1]) + (25).to_bytes(2, "big") + rng.randbytes(16) + bytes([1, 5]) + b"bob"
+            ),  # no Message-Authenticator
         ]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
             s.bind(("127.0.0.1", 0))
@@ -107,7 +111,9 @@ def test_a_coa_ack_from_another_address_is_not_taken(tmp_path: Path, freeradius_
 
     def answer(data: bytes, addr: tuple[str, int]) -> bytes | None:
         request = parse_packet(data)
-        reply = sign_reply(Packet(COA_ACK, request.identifier, request.authenticator, ()), request.authenticator, NAS_SECRET.encode(), True)
+        reply = sign_reply(
+            Packet(COA_ACK, request.identifier, request.authenticator, ()), request.authenticator, NAS_SECRET.encode(), True
+        )
         if mode["real"]:
             return reply  # from the NAS's own address and port
         impostor.sendto(reply, addr)  # from 127.0.0.2
@@ -115,7 +121,9 @@ def test_a_coa_ack_from_another_address_is_not_taken(tmp_path: Path, freeradius_
 
     nas = UdpResponder(answer)
     try:
-        body = client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False, profile="juniper", coa_port=nas.port) + upstream_block("up", up)
+        body = client_block(
+            "nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False, profile="juniper", coa_port=nas.port
+        ) + upstream_block("up", up)
         with ProxyProcess(tmp_path, body) as p:
             p.op25b("subscriber", "add", "alice@isp.example")
             start = 'User-Name = "alice@isp.example"\nAcct-Status-Type = Start\nAcct-Session-Id = "H-1"\nNAS-IP-Address = 127.0.0.1\nFramed-IP-Address = 100.64.0.9\nClass = "op25b:full"\n'

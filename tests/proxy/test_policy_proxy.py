@@ -53,13 +53,24 @@ MOBILE = {
     "huawei": [("Filter-Id", "OP25B-MOBILE")],
     "rfc4849": [("NAS-Filter-Rule", "deny in 6 from any to 198.18.25.0/24 25")],
     "accel-ppp": [("NAS-Filter-Rule", "deny in 6 from any to 198.18.25.0/24 25")],
-    "cisco-ios": [("Cisco-AVPair", "ip:inacl#1=deny tcp any 198.18.25.0 0.0.0.255 eq 25"), ("Cisco-AVPair", "ip:inacl#2=permit ip any any")],
+    "cisco-ios": [
+        ("Cisco-AVPair", "ip:inacl#1=deny tcp any 198.18.25.0 0.0.0.255 eq 25"),
+        ("Cisco-AVPair", "ip:inacl#2=permit ip any any"),
+    ],
     "cisco-xr": [("Cisco-AVPair", "ipv4:inacl=OP25B-MOBILE"), ("Cisco-AVPair", "ipv6:ipv6_inacl=OP25B-MOBILE-V6")],
     "juniper": [("ERX-Ingress-Policy-Name", "OP25B-MOBILE"), ("ERX-IPv6-Ingress-Policy-Name", "OP25B-MOBILE-V6")],
     "nokia-sr": [("Alc-Subscriber-Filter", "Ingr-v4:2502,Ingr-v6:2502")],
     "mikrotik": [("Mikrotik-Address-List", "OP25B-MOBILE")],
 }
-FILTER_NAMES = {"Filter-Id", "NAS-Filter-Rule", "Cisco-AVPair", "ERX-Ingress-Policy-Name", "ERX-IPv6-Ingress-Policy-Name", "Alc-Subscriber-Filter", "Mikrotik-Address-List"}
+FILTER_NAMES = {
+    "Filter-Id",
+    "NAS-Filter-Rule",
+    "Cisco-AVPair",
+    "ERX-Ingress-Policy-Name",
+    "ERX-IPv6-Ingress-Policy-Name",
+    "Alc-Subscriber-Filter",
+    "Mikrotik-Address-List",
+}
 UPSTREAM_KEPT = [
     ("Framed-IP-Address", "100.64.0.7"),
     ("Session-Timeout", "3600"),
@@ -92,7 +103,11 @@ def upstream(freeradius_factory):  # type: ignore[no-untyped-def]
 
 def test_every_profile_on_the_wire(tmp_path: Path, upstream) -> None:  # type: ignore[no-untyped-def]
     def body(profile: str) -> str:
-        return POLICY + client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False, profile=profile) + upstream_block("up", upstream)
+        return (
+            POLICY
+            + client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False, profile=profile)
+            + upstream_block("up", upstream)
+        )
 
     p = ProxyProcess(tmp_path, body("generic"))
     for command in (
@@ -140,7 +155,11 @@ def _wait_for_class(p: ProxyProcess, user: str, password: str, wanted: str, with
 
 
 def test_cli_changes_reach_two_instances_on_one_postgres(tmp_path: Path, upstream, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
-    body = POLICY + client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False) + upstream_block("up", upstream)
+    body = (
+        POLICY
+        + client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False)
+        + upstream_block("up", upstream)
+    )
     one = ProxyProcess(tmp_path / "one", body, database_url=postgres_url)
     two = ProxyProcess(tmp_path / "two", body, database_url=postgres_url)
     user = "alice@isp.example"
@@ -169,7 +188,11 @@ def test_database_outage_keeps_logins_flowing(tmp_path: Path, upstream) -> None:
     pg = PrivatePostgres()
     try:
         pg.start()
-        body = POLICY + client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False) + upstream_block("up", upstream)
+        body = (
+            POLICY
+            + client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False)
+            + upstream_block("up", upstream)
+        )
         p = ProxyProcess(tmp_path, body, database_url=pg.url)
         p.op25b("db", "upgrade")
         p.op25b("subscriber", "add", "carol@isp.example")
@@ -198,7 +221,11 @@ def test_database_down_at_start(tmp_path: Path, upstream) -> None:  # type: igno
     pg = PrivatePostgres()
     try:
         pg.start()
-        body = '[policy]\non_database_error = "none"\n\n' + client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False) + upstream_block("up", upstream)
+        body = (
+            '[policy]\non_database_error = "none"\n\n'
+            + client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False)
+            + upstream_block("up", upstream)
+        )
         p = ProxyProcess(tmp_path, body, database_url=pg.url)
         assert p.op25b("db", "upgrade").returncode == 0
         assert p.op25b("subscriber", "add", "carol@isp.example").returncode == 0
@@ -224,7 +251,11 @@ def test_database_down_at_start(tmp_path: Path, upstream) -> None:  # type: igno
 
 
 def test_metrics_move(tmp_path: Path, upstream) -> None:  # type: ignore[no-untyped-def]
-    body = POLICY + client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False) + upstream_block("up", upstream)
+    body = (
+        POLICY
+        + client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False)
+        + upstream_block("up", upstream)
+    )
     with ProxyProcess(tmp_path, body) as p:
         before = p.metrics()
         login(p, "alice@isp.example", "alicepw")

@@ -150,7 +150,9 @@ def test_retransmission_reaches_the_upstream_once_and_gets_the_same_reply(proxy:
     assert verify_reply(late[0], auth, NAS_SECRET.encode()) and late[0][0] == ACCESS_ACCEPT
     metrics_after = proxy.metrics()
     resent = metrics_after.get("op25b_duplicates_answered_total", 0) - metrics_before.get("op25b_duplicates_answered_total", 0)
-    dropped = metrics_after.get('op25b_drops_total{cause="duplicate_in_flight"}', 0) - metrics_before.get('op25b_drops_total{cause="duplicate_in_flight"}', 0)
+    dropped = metrics_after.get('op25b_drops_total{cause="duplicate_in_flight"}', 0) - metrics_before.get(
+        'op25b_drops_total{cause="duplicate_in_flight"}', 0
+    )
     assert (resent, dropped) in ((1, 1), (2, 0))
     time.sleep(0.2)
     assert len(upstream_a.auth_log_lines()) - before == 1
@@ -296,7 +298,10 @@ def test_sighup_reloads_secrets_and_survives_a_broken_file(tmp_path: Path, freer
 
 
 def test_sigterm_drains_and_exits_cleanly(tmp_path: Path, upstream_a) -> None:  # type: ignore[no-untyped-def]
-    p = ProxyProcess(tmp_path, client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False) + upstream_block("a", upstream_a)).start()
+    p = ProxyProcess(
+        tmp_path,
+        client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False) + upstream_block("a", upstream_a),
+    ).start()
     assert parse_reply(ask(p, ALICE).stdout).code == "Access-Accept"
     assert p.stop() == 0
     assert "draining" in p.log_text() and "stopped" in p.log_text()

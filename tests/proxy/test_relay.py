@@ -138,7 +138,9 @@ def answer(request_wire: bytes, code: int = ACCESS_ACCEPT, extra: tuple[tuple[in
     request = parse_packet(request_wire)
     # an upstream echoes the Proxy-State it got (RFC 2865 §5.33)
     states = tuple((33, v) for v in get_all(request.attributes, 33))
-    return sign_reply(Packet(code, request.identifier, request.authenticator, extra + states), request.authenticator, UP_SECRET, True)
+    return sign_reply(
+        Packet(code, request.identifier, request.authenticator, extra + states), request.authenticator, UP_SECRET, True
+    )
 
 
 def test_an_accept_goes_back_with_the_filter_and_the_password_re_encrypted(relay) -> None:  # type: ignore[no-untyped-def]
@@ -255,7 +257,9 @@ def test_accounting_is_answered_when_the_record_is_durable(relay) -> None:  # ty
     assert addr == ("127.0.0.2", 1813)
     request = parse_packet(sent)
     states = tuple((33, v) for v in get_all(request.attributes, 33))
-    reply = sign_reply(Packet(ACCOUNTING_RESPONSE, request.identifier, request.authenticator, states), request.authenticator, UP_SECRET, False)
+    reply = sign_reply(
+        Packet(ACCOUNTING_RESPONSE, request.identifier, request.authenticator, states), request.authenticator, UP_SECRET, False
+    )
     r.datagram_from_upstream(0, reply, addr)
     assert acct.take() == []  # not before the spool has it
     durable[0].set_result(None)

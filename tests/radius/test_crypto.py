@@ -57,7 +57,6 @@ NAS_AUTH = bytes.fromhex("00112233445566778899aabbccddeeff")
 UPSTREAM_AUTH = bytes.fromhex("f0e1d2c3b4a5968778695a4b3c2d1e0f")
 
 
-
 def pyrad_auth(secret: bytes, authenticator: bytes) -> AuthPacket:
     return AuthPacket(secret=secret, authenticator=authenticator, dict=DICTIONARY)
 
@@ -146,9 +145,7 @@ def test_reencrypt_salted_can_take_a_new_salt() -> None:
     assert decrypt_salted(moved, NAS_SECRET, NAS_AUTH) == b"k" * 16
 
 
-@pytest.mark.parametrize(
-    "value", [b"", b"\x80\x01", b"\x80\x01" + bytes(15), b"\x80\x01" + bytes(17)]
-)
+@pytest.mark.parametrize("value", [b"", b"\x80\x01", b"\x80\x01" + bytes(15), b"\x80\x01" + bytes(17)])
 def test_salted_value_of_impossible_length_is_malformed(value: bytes) -> None:
     with pytest.raises(MalformedPacket):
         decrypt_salted(value, NAS_SECRET, NAS_AUTH)
@@ -193,9 +190,7 @@ def test_untagged_tunnel_password_from_old_pyrad_is_relayed_untagged() -> None:
 @pytest.mark.parametrize("length", [0, 1, 2, 3, 17, 20])
 def test_tunnel_password_of_impossible_length_is_malformed(length: int) -> None:
     with pytest.raises(MalformedPacket):
-        reencrypt_tunnel_password(
-            bytes(length), NAS_SECRET, NAS_AUTH, UPSTREAM_SECRET, UPSTREAM_AUTH
-        )
+        reencrypt_tunnel_password(bytes(length), NAS_SECRET, NAS_AUTH, UPSTREAM_SECRET, UPSTREAM_AUTH)
 
 
 # --- whole attribute lists --------------------------------------------------------------------
@@ -237,9 +232,7 @@ def test_reply_attributes_are_reencrypted_and_the_rest_kept() -> None:
 
 
 def test_reply_attributes_agree_with_pyrad_decoding_a_signed_reply() -> None:
-    moved = reencrypt_reply_attributes(
-        _upstream_reply_attributes(), UPSTREAM_SECRET, UPSTREAM_AUTH, NAS_SECRET, NAS_AUTH
-    )
+    moved = reencrypt_reply_attributes(_upstream_reply_attributes(), UPSTREAM_SECRET, UPSTREAM_AUTH, NAS_SECRET, NAS_AUTH)
     wire = sign_reply(Packet(2, 7, bytes(16), moved), NAS_AUTH, NAS_SECRET, True)
     reply = AuthPacket(packet=wire, secret=NAS_SECRET, dict=DICTIONARY)
     reply.request_authenticator = NAS_AUTH
@@ -295,13 +288,9 @@ def test_extra_salted_vendor_attributes_can_be_named() -> None:
     erx_li_action = (4874, 58)
     hidden = encrypt_salted(b"\x00\x00\x00\x01", UPSTREAM_SECRET, UPSTREAM_AUTH, b"\x80\x09")
     attrs = (vsa(*erx_li_action, hidden),)
-    untouched = reencrypt_reply_attributes(
-        attrs, UPSTREAM_SECRET, UPSTREAM_AUTH, NAS_SECRET, NAS_AUTH
-    )
+    untouched = reencrypt_reply_attributes(attrs, UPSTREAM_SECRET, UPSTREAM_AUTH, NAS_SECRET, NAS_AUTH)
     assert untouched[0] is attrs[0]
-    moved = reencrypt_reply_attributes(
-        attrs, UPSTREAM_SECRET, UPSTREAM_AUTH, NAS_SECRET, NAS_AUTH, salted_vsas={erx_li_action}
-    )
+    moved = reencrypt_reply_attributes(attrs, UPSTREAM_SECRET, UPSTREAM_AUTH, NAS_SECRET, NAS_AUTH, salted_vsas={erx_li_action})
     assert decrypt_salted(iter_vsas(moved[0])[0][2], NAS_SECRET, NAS_AUTH) == b"\x00\x00\x00\x01"
 
 
@@ -313,18 +302,14 @@ def test_an_unparseable_microsoft_vsa_is_malformed_not_relayed_stale() -> None:
 
 def test_same_secret_and_authenticator_means_nothing_to_do() -> None:
     attrs = _upstream_reply_attributes()
-    same = reencrypt_reply_attributes(
-        attrs, UPSTREAM_SECRET, UPSTREAM_AUTH, UPSTREAM_SECRET, UPSTREAM_AUTH
-    )
+    same = reencrypt_reply_attributes(attrs, UPSTREAM_SECRET, UPSTREAM_AUTH, UPSTREAM_SECRET, UPSTREAM_AUTH)
     assert same == attrs
 
 
 def test_request_attributes_move_password_and_pin_the_chap_challenge() -> None:
     hidden = encrypt_user_password(b"hunter2", NAS_SECRET, NAS_AUTH)
     attrs = ((USER_NAME, b"alice"), (USER_PASSWORD, hidden), (224, b"?"))
-    moved = reencrypt_request_attributes(
-        attrs, NAS_SECRET, NAS_AUTH, UPSTREAM_SECRET, UPSTREAM_AUTH
-    )
+    moved = reencrypt_request_attributes(attrs, NAS_SECRET, NAS_AUTH, UPSTREAM_SECRET, UPSTREAM_AUTH)
     assert moved[0] is attrs[0] and moved[2] is attrs[2] and len(moved) == 3
     value = get_first(moved, USER_PASSWORD)
     assert value is not None
@@ -349,9 +334,7 @@ def test_chap_verifies_upstream_with_the_pinned_challenge() -> None:
     chap_id = b"\x07"
     response = hashlib.md5(chap_id + b"hunter2" + NAS_AUTH).digest()
     attrs = ((USER_NAME, b"bob"), (CHAP_PASSWORD, chap_id + response))
-    moved = reencrypt_request_attributes(
-        attrs, NAS_SECRET, NAS_AUTH, UPSTREAM_SECRET, UPSTREAM_AUTH
-    )
+    moved = reencrypt_request_attributes(attrs, NAS_SECRET, NAS_AUTH, UPSTREAM_SECRET, UPSTREAM_AUTH)
     wire = sign_access_request(Packet(1, 3, UPSTREAM_AUTH, moved), UPSTREAM_SECRET)
     upstream_view = AuthPacket(packet=wire, secret=UPSTREAM_SECRET, dict=DICTIONARY)
     assert upstream_view.VerifyChapPasswd("hunter2")

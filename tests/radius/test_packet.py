@@ -51,9 +51,7 @@ def test_rfc2865_example_access_request_parses() -> None:
     assert decode_integer(packet.attributes[3][1]) == 3
 
 
-@pytest.mark.parametrize(
-    "name", ["wire_rfc2865_access_request.hex", "wire_rfc2865_access_accept.hex"]
-)
+@pytest.mark.parametrize("name", ["wire_rfc2865_access_request.hex", "wire_rfc2865_access_accept.hex"])
 def test_parse_then_encode_gives_the_same_octets(name: str) -> None:
     data = load_hex(name)
     assert encode_packet(parse_packet(data)) == data
@@ -128,9 +126,7 @@ def test_bytearray_and_memoryview_input_give_bytes_values() -> None:
 
 def test_encode_is_pure_framing() -> None:
     packet = Packet(2, 200, b"A" * 16, ((11, b"OP25B-FULL"), (224, b"")))
-    assert encode_packet(packet) == (
-        bytes.fromhex("02c8 0022".replace(" ", "")) + b"A" * 16 + b"\x0b\x0cOP25B-FULL\xe0\x02"
-    )
+    assert encode_packet(packet) == (bytes.fromhex("02c8 0022".replace(" ", "")) + b"A" * 16 + b"\x0b\x0cOP25B-FULL\xe0\x02")
 
 
 def test_encode_refuses_an_oversized_value() -> None:

@@ -129,8 +129,7 @@ def radclient(responder: int) -> RadClient:
 def test_radclient_accepts_our_access_accept_and_decrypts_our_keys(radclient: RadClient) -> None:
     result = radclient(
         "auth",
-        'User-Name = "alice", User-Password = "hunter2", Message-Authenticator = 0x00,'
-        " Proxy-State = 0x6f703235\n",
+        'User-Name = "alice", User-Password = "hunter2", Message-Authenticator = 0x00, Proxy-State = 0x6f703235\n',
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -148,9 +147,7 @@ def test_radclient_accepts_our_accounting_response(radclient: RadClient) -> None
 
 
 def test_radclient_accepts_our_coa_ack_with_message_authenticator(radclient: RadClient) -> None:
-    result = radclient(
-        "coa", 'Acct-Session-Id = "s-1", Filter-Id = "OP25B-NONE", Message-Authenticator = 0x00\n'
-    )
+    result = radclient("coa", 'Acct-Session-Id = "s-1", Filter-Id = "OP25B-NONE", Message-Authenticator = 0x00\n')
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Received CoA-ACK" in result.stdout
 
@@ -166,8 +163,6 @@ def test_radclient_checks_what_we_sign_a_forged_message_authenticator_fails(
 ) -> None:
     """The control: the tests above mean something only if radclient does check the MA."""
     FORGE.set()
-    result = radclient(
-        "auth", 'User-Name = "alice", User-Password = "hunter2", Message-Authenticator = 0x00\n'
-    )
+    result = radclient("auth", 'User-Name = "alice", User-Password = "hunter2", Message-Authenticator = 0x00\n')
     assert result.returncode != 0
     assert "invalid Message-Authenticator" in result.stdout + result.stderr

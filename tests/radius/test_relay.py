@@ -69,7 +69,6 @@ UNKNOWN = (224, b"\x00\xffopaque")
 CISCO_MULTI = (VENDOR_SPECIFIC, b"\x00\x00\x00\x09\x01\x10ip:addr-pool=a\x01\x0efoo=bar-baz")
 
 
-
 # --- the packets the other parties send ------------------------------------------------------
 
 
@@ -154,9 +153,7 @@ def relay_access_request(nas_bytes: bytes) -> bytes:
         request.attributes, NAS_SECRET, request.authenticator, UPSTREAM_SECRET, UPSTREAM_AUTH
     )
     attributes = append_proxy_state(attributes, OUR_STATE)
-    return sign_access_request(
-        Packet(ACCESS_REQUEST, UPSTREAM_ID, UPSTREAM_AUTH, attributes), UPSTREAM_SECRET
-    )
+    return sign_access_request(Packet(ACCESS_REQUEST, UPSTREAM_ID, UPSTREAM_AUTH, attributes), UPSTREAM_SECRET)
 
 
 def relay_access_accept(upstream_bytes: bytes, nas_bytes: bytes) -> bytes:
@@ -165,9 +162,7 @@ def relay_access_accept(upstream_bytes: bytes, nas_bytes: bytes) -> bytes:
     reply = parse_packet(upstream_bytes)
     attributes, ours = strip_own_proxy_state(reply.attributes, OUR_STATE)
     assert ours
-    attributes = reencrypt_reply_attributes(
-        attributes, UPSTREAM_SECRET, UPSTREAM_AUTH, NAS_SECRET, nas_request.authenticator
-    )
+    attributes = reencrypt_reply_attributes(attributes, UPSTREAM_SECRET, UPSTREAM_AUTH, NAS_SECRET, nas_request.authenticator)
     attributes = replace_attributes(attributes, {FILTER_ID}, set(), [(FILTER_ID, b"OP25B-FULL")])
     return sign_reply(
         Packet(reply.code, nas_request.identifier, bytes(16), attributes),
@@ -181,14 +176,10 @@ def relay_accounting_request(nas_bytes: bytes) -> bytes:
     assert verify_accounting_request(nas_bytes, NAS_SECRET)
     request = parse_packet(nas_bytes)
     attributes = append_proxy_state(request.attributes, OUR_STATE)
-    return sign_accounting_request(
-        Packet(ACCOUNTING_REQUEST, UPSTREAM_ID + 1, bytes(16), attributes), UPSTREAM_SECRET
-    )
+    return sign_accounting_request(Packet(ACCOUNTING_REQUEST, UPSTREAM_ID + 1, bytes(16), attributes), UPSTREAM_SECRET)
 
 
-def relay_accounting_response(
-    upstream_bytes: bytes, upstream_request: bytes, nas_bytes: bytes
-) -> bytes:
+def relay_accounting_response(upstream_bytes: bytes, upstream_request: bytes, nas_bytes: bytes) -> bytes:
     assert verify_reply(upstream_bytes, upstream_request[4:20], UPSTREAM_SECRET)
     nas_request = parse_packet(nas_bytes)
     attributes, ours = strip_own_proxy_state(parse_packet(upstream_bytes).attributes, OUR_STATE)
@@ -263,9 +254,7 @@ def test_pyrad_as_our_client_accepts_the_upstream_reply() -> None:
 
 
 def test_pyrad_as_the_nas_accepts_and_decrypts_our_reply() -> None:
-    request = AuthPacket(
-        packet=load_hex("wire_relay_1_nas_access_request.hex"), secret=NAS_SECRET, dict=DICTIONARY
-    )
+    request = AuthPacket(packet=load_hex("wire_relay_1_nas_access_request.hex"), secret=NAS_SECRET, dict=DICTIONARY)
     wire = load_hex("wire_relay_4_nas_access_accept.hex")
     reply = request.CreateReply(packet=wire)
     assert request.VerifyReply(reply, wire, enforce_ma=True)
@@ -286,12 +275,7 @@ def test_reply_relay_keeps_class_unknown_vsa_and_the_nas_proxy_state() -> None:
 
     # Same order for what we neither own nor re-encrypt.
     def relayed(attrs: tuple[tuple[int, bytes], ...]) -> list[tuple[int, bytes]]:
-        return [
-            a
-            for a in attrs
-            if a[0]
-            not in (MESSAGE_AUTHENTICATOR, FILTER_ID, PROXY_STATE, VENDOR_SPECIFIC, TUNNEL_PASSWORD)
-        ]
+        return [a for a in attrs if a[0] not in (MESSAGE_AUTHENTICATOR, FILTER_ID, PROXY_STATE, VENDOR_SPECIFIC, TUNNEL_PASSWORD)]
 
     assert relayed(nas.attributes) == relayed(upstream.attributes)
     # The MPPE VSA keeps its two-sub-attribute shape; only the hidden octets changed.
@@ -301,19 +285,14 @@ def test_reply_relay_keeps_class_unknown_vsa_and_the_nas_proxy_state() -> None:
         MS_MPPE_RECV_KEY,
     ]
     for _, vendor_type, value in iter_vsas(keys[0]):
-        assert (
-            decrypt_salted(value, NAS_SECRET, NAS_AUTH)
-            == (b"S" if vendor_type == MS_MPPE_SEND_KEY else b"R") * 16
-        )
+        assert decrypt_salted(value, NAS_SECRET, NAS_AUTH) == (b"S" if vendor_type == MS_MPPE_SEND_KEY else b"R") * 16
     tunnel = [v for t, v in nas.attributes if t == TUNNEL_PASSWORD]
     assert decrypt_tunnel_password(tunnel[0], NAS_SECRET, NAS_AUTH) == (1, b"l2tp")
 
 
 def test_accounting_relay_verifies_everywhere() -> None:
     upstream_acct = load_hex("wire_relay_6_upstream_accounting_request.hex")
-    assert AcctPacket(
-        packet=upstream_acct, secret=UPSTREAM_SECRET, dict=DICTIONARY
-    ).VerifyAcctRequest()
+    assert AcctPacket(packet=upstream_acct, secret=UPSTREAM_SECRET, dict=DICTIONARY).VerifyAcctRequest()
     nas_acct = load_hex("wire_relay_5_nas_accounting_request.hex")
     assert _raw_attributes(upstream_acct)[:-1] == _raw_attributes(nas_acct)
     response = load_hex("wire_relay_8_nas_accounting_response.hex")

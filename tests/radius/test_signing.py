@@ -52,7 +52,6 @@ SECRET = b"testing123"
 REQUEST_AUTH = bytes.fromhex("00112233445566778899aabbccddeeff")
 
 
-
 def access_request(attributes: tuple[tuple[int, bytes], ...] = ()) -> Packet:
     password = encrypt_user_password(b"hunter2", SECRET, REQUEST_AUTH)
     base = (
@@ -65,9 +64,7 @@ def access_request(attributes: tuple[tuple[int, bytes], ...] = ()) -> Packet:
 
 def pyrad_request(code: int = ACCESS_REQUEST, identifier: int = 42) -> AuthPacket:
     """pyrad's view of the request a reply answers: id, authenticator, secret."""
-    return AuthPacket(
-        code=code, id=identifier, secret=SECRET, authenticator=REQUEST_AUTH, dict=DICTIONARY
-    )
+    return AuthPacket(code=code, id=identifier, secret=SECRET, authenticator=REQUEST_AUTH, dict=DICTIONARY)
 
 
 def tamper(data: bytes, offset: int) -> bytes:
@@ -164,9 +161,7 @@ def test_coa_and_disconnect_requests_agree_with_pyrad(code: int) -> None:
 
 
 def test_an_existing_message_authenticator_in_accounting_is_recomputed() -> None:
-    relayed = Packet(
-        ACCOUNTING_REQUEST, 1, bytes(16), ((USER_NAME, b"a"), (MESSAGE_AUTHENTICATOR, bytes(16)))
-    )
+    relayed = Packet(ACCOUNTING_REQUEST, 1, bytes(16), ((USER_NAME, b"a"), (MESSAGE_AUTHENTICATOR, bytes(16))))
     wire = sign_accounting_request(relayed, SECRET)  # not asked to add one, but one was there
     assert verify_message_authenticator(wire, SECRET) is True
     assert parse_packet(wire).attributes[0][0] == MESSAGE_AUTHENTICATOR
@@ -214,9 +209,7 @@ def test_access_replies_verify_in_pyrad(code: int, with_ma: bool) -> None:
 
 
 def test_reply_message_authenticator_replaces_the_upstream_one_and_goes_first() -> None:
-    upstream = reply(
-        attributes=((FILTER_ID, b"x"), (MESSAGE_AUTHENTICATOR, b"\x55" * 16), (25, b"class"))
-    )
+    upstream = reply(attributes=((FILTER_ID, b"x"), (MESSAGE_AUTHENTICATOR, b"\x55" * 16), (25, b"class")))
     wire = sign_reply(upstream, REQUEST_AUTH, SECRET, add_message_authenticator=True)
     types = [t for t, _ in parse_packet(wire).attributes]
     assert types == [MESSAGE_AUTHENTICATOR, FILTER_ID, 25]
@@ -292,9 +285,7 @@ def test_accounting_response_message_authenticator_depends_on_the_request_code()
     # pyrad: zeros for an Accounting-Response, the Request Authenticator after Status-Server.
     acct = AcctPacket(id=1, secret=SECRET, authenticator=REQUEST_AUTH, dict=DICTIONARY)
     assert acct.VerifyReply(acct.CreateReply(packet=plain), plain)
-    status = AcctPacket(
-        code=STATUS_SERVER, id=1, secret=SECRET, authenticator=REQUEST_AUTH, dict=DICTIONARY
-    )
+    status = AcctPacket(code=STATUS_SERVER, id=1, secret=SECRET, authenticator=REQUEST_AUTH, dict=DICTIONARY)
     assert status.VerifyReply(status.CreateReply(packet=to_status), to_status)
 
 
@@ -371,7 +362,5 @@ def test_golden_packets_verify_in_pyrad() -> None:
     assert request.VerifyReply(request.CreateReply(packet=accept), accept, enforce_ma=True)
     coa = CoAPacket(packet=load_hex("wire_coa_request.hex"), secret=SECRET, dict=DICTIONARY)
     assert coa.VerifyCoARequest() and coa.verify_message_authenticator()
-    acct = AcctPacket(
-        packet=load_hex("wire_accounting_request.hex"), secret=SECRET, dict=DICTIONARY
-    )
+    acct = AcctPacket(packet=load_hex("wire_accounting_request.hex"), secret=SECRET, dict=DICTIONARY)
     assert acct.VerifyAcctRequest()

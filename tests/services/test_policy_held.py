@@ -50,7 +50,15 @@ def _populate(engine, now: datetime) -> None:  # type: ignore[no-untyped-def]
         store.add_realm(s, "partner.example", actor="t", now=now, default_class="mobile")
         store.permit_msa(s, "isp.example", "192.0.2.25/32", until=now + timedelta(days=60), actor="t", now=now)
         for name, (what, _) in CASES.items():
-            store.add_subscriber(s, name, actor="t", now=now, realm=what.get("realm"), static_addresses=what.get("static", ()), class_override=what.get("class"))  # type: ignore[arg-type]
+            store.add_subscriber(
+                s,
+                name,
+                actor="t",
+                now=now,
+                realm=what.get("realm"),
+                static_addresses=what.get("static", ()),
+                class_override=what.get("class"),
+            )  # type: ignore[arg-type]
             if "exempt_for" in what:
                 span = what["exempt_for"]
                 store.exempt(s, name, reason="own MTA", until=now + span if span else None, actor="t", now=now)  # type: ignore[operator]
@@ -87,7 +95,12 @@ def test_held_subscribers_are_exactly_those_not_decided_by_default(database_url:
             mine = source.get(key)
             realm_name = d.realm_name(mine, key)
             b = d.decide(request, mine, realms.get(realm_name) if realm_name else None, settings, later)
-            assert (a.filter_class, a.reason_kind, a.realm, a.msa_permits) == (b.filter_class, b.reason_kind, b.realm, b.msa_permits), name
+            assert (a.filter_class, a.reason_kind, a.realm, a.msa_permits) == (
+                b.filter_class,
+                b.reason_kind,
+                b.realm,
+                b.msa_permits,
+            ), name
     engine.dispose()
 
 
@@ -130,7 +143,9 @@ def test_loaded_at_start_then_each_change_is_followed(service) -> None:  # type:
     with db.transaction(engine) as s:
         store.exempt(s, "plain@isp.example", reason="own MTA", until=None, actor="t", now=now)
         store.set_dynamic(s, "static@isp.example", actor="t", now=now)
-    assert wait_until(lambda: _tag(policy, "plain@isp.example") == "op25b:none" and _tag(policy, "static@isp.example") == "op25b:full", 5)
+    assert wait_until(
+        lambda: _tag(policy, "plain@isp.example") == "op25b:none" and _tag(policy, "static@isp.example") == "op25b:full", 5
+    )
     assert "plain@isp.example" in policy.special and "static@isp.example" not in policy.special
 
     with db.transaction(engine) as s:

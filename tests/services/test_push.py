@@ -79,8 +79,15 @@ def engine(tmp_path):  # type: ignore[no-untyped-def]
     with db.transaction(engine) as s:
         store.add_subscriber(s, "alice@isp.example", actor="t", now=NOW - timedelta(days=1))
         record = AccountingRecord(
-            "start", NOW.timestamp() - 60, "bng1", "192.0.2.1", "sess-1", "alice@isp.example",
-            nas_ip_address="192.0.2.1", framed_ip="198.51.100.7", class_applied="full",
+            "start",
+            NOW.timestamp() - 60,
+            "bng1",
+            "192.0.2.1",
+            "sess-1",
+            "alice@isp.example",
+            nas_ip_address="192.0.2.1",
+            framed_ip="198.51.100.7",
+            class_applied="full",
         )
         store.apply_accounting(s, [record])
     return engine
@@ -90,7 +97,9 @@ def run_jobs(engine, profile: str, answers: list[int | None], monkeypatch, sourc
     monkeypatch.setattr(push, "TRY_TIMEOUT", 0.01)  # silence is decided in 10 ms, not 2 s
 
     async def go() -> tuple[InMemoryNas, list[Any]]:
-        worker = push.PushWorker(config(profile), engine, asyncio.get_running_loop(), lambda: profiles.FilterContext(), now=lambda: NOW)
+        worker = push.PushWorker(
+            config(profile), engine, asyncio.get_running_loop(), lambda: profiles.FilterContext(), now=lambda: NOW
+        )
         nas = InMemoryNas(worker, answers, source)
         worker.transport = nas  # type: ignore[assignment]
         tasks = worker._claim()  # noqa: SLF001

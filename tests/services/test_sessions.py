@@ -69,8 +69,12 @@ def test_start_interim_stop_make_one_row_and_replay_changes_nothing(database_url
         assert (row.input_octets, row.output_octets, row.class_applied) == ((2 << 32) + 99, 900, "full")
         assert store.who_had(session, "100.64.0.7", T0 + timedelta(minutes=11)) == []
         assert store.who_had(session, "100.64.0.7", T0 - timedelta(seconds=1)) == []
-        assert [r.username for r in store.who_had(session, "2001:db8:12ab::7", T0 + timedelta(minutes=1))] == []  # outside the /56
-        assert [r.username for r in store.who_had(session, "2001:db8:1200:ff::7", T0 + timedelta(minutes=1))] == ["alice@isp.example"]
+        assert [
+            r.username for r in store.who_had(session, "2001:db8:12ab::7", T0 + timedelta(minutes=1))
+        ] == []  # outside the /56
+        assert [r.username for r in store.who_had(session, "2001:db8:1200:ff::7", T0 + timedelta(minutes=1))] == [
+            "alice@isp.example"
+        ]
         assert store.active_sessions(session) == []
     engine.dispose()
 
@@ -78,7 +82,9 @@ def test_start_interim_stop_make_one_row_and_replay_changes_nothing(database_url
 def test_accounting_on_closes_the_nas_sessions_and_reuse_keeps_history(database_url: str) -> None:
     engine = db.make_engine(database_url)
     with db.transaction(engine) as session:
-        store.apply_accounting(session, [rec("start", 0, "a"), rec("start", 1, "b"), rec("start", 1, "c", nas_address="192.0.2.99")])
+        store.apply_accounting(
+            session, [rec("start", 0, "a"), rec("start", 1, "b"), rec("start", 1, "c", nas_address="192.0.2.99")]
+        )
         store.apply_accounting(session, [rec("on", 30)])
     with db.transaction(engine) as session:
         assert [r.acct_session_id for r in store.active_sessions(session)] == ["c"]
@@ -126,13 +132,30 @@ def cli_json(proxy: ProxyProcess, *args: str):  # type: ignore[no-untyped-def]
 def test_accounting_through_the_proxy_makes_sessions(tmp_path: Path, upstream) -> None:  # type: ignore[no-untyped-def]
     body = client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False) + upstream_block("up", upstream)
     with ProxyProcess(tmp_path, body) as p:
-        login = parse_reply(radclient('User-Name = "alice@isp.example"\nUser-Password = "alicepw"\n', p.auth_addr, NAS_SECRET).stdout)
+        login = parse_reply(
+            radclient('User-Name = "alice@isp.example"\nUser-Password = "alicepw"\n', p.auth_addr, NAS_SECRET).stdout
+        )
         tag = next(v for k, v in login.attrs if k == "Class" and bytes.fromhex(v[2:]).startswith(b"op25b:"))
         before = datetime.now(UTC)
-        assert acct(p, "Start", "S-1", extra=f"Class = {tag}\nDelegated-IPv6-Prefix = 2001:db8:1200::/56\n") == "Accounting-Response"
-        assert acct(p, "Interim-Update", "S-1", extra="Acct-Input-Octets = 1000\nAcct-Input-Gigawords = 1\nAcct-Output-Octets = 20\n") == "Accounting-Response"
+        assert (
+            acct(p, "Start", "S-1", extra=f"Class = {tag}\nDelegated-IPv6-Prefix = 2001:db8:1200::/56\n") == "Accounting-Response"
+        )
+        assert (
+            acct(
+                p, "Interim-Update", "S-1", extra="Acct-Input-Octets = 1000\nAcct-Input-Gigawords = 1\nAcct-Output-Octets = 20\n"
+            )
+            == "Accounting-Response"
+        )
         during = datetime.now(UTC)
-        assert acct(p, "Stop", "S-1", extra="Acct-Input-Octets = 2000\nAcct-Input-Gigawords = 1\nAcct-Output-Octets = 30\nAcct-Terminate-Cause = User-Request\n") == "Accounting-Response"
+        assert (
+            acct(
+                p,
+                "Stop",
+                "S-1",
+                extra="Acct-Input-Octets = 2000\nAcct-Input-Gigawords = 1\nAcct-Output-Octets = 30\nAcct-Terminate-Cause = User-Request\n",
+            )
+            == "Accounting-Response"
+        )
         after = datetime.now(UTC)
         found = wait_until(lambda: cli_json(p, "sessions", "who-had", "100.64.0.7", "--at", during.isoformat())["sessions"], 5)
         [s] = found
@@ -154,7 +177,9 @@ def test_accounting_through_the_proxy_makes_sessions(tmp_path: Path, upstream) -
 def test_exempt_pushes_a_coa_and_unexempt_brings_the_filter_back(tmp_path: Path, upstream) -> None:  # type: ignore[no-untyped-def]
     nas = NasStandIn(NAS_SECRET.encode())
     try:
-        body = client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False, profile="nokia-sr", coa_port=nas.port) + upstream_block("up", upstream)
+        body = client_block(
+            "nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False, profile="nokia-sr", coa_port=nas.port
+        ) + upstream_block("up", upstream)
         with ProxyProcess(tmp_path, body) as p:
             p.op25b("subscriber", "add", "alice@isp.example")
             assert acct(p, "Start", "C-1", extra='Class = "op25b:full"\n') == "Accounting-Response"
@@ -172,7 +197,13 @@ def test_exempt_pushes_a_coa_and_unexempt_brings_the_filter_back(tmp_path: Path,
             vsas = [v for t, val in coa.attributes if t == 26 for v in iter_vsas((t, val))]
             assert [(vendor, vtype, value) for vendor, vtype, value in vsas] == [(6527, 134, b"Ingr-v4:-2,Ingr-v6:-2")]
             assert get_first(coa.attributes, NAS_FILTER_RULE) == b" "
-            shown = wait_until(lambda: cli_json(p, "subscriber", "show", "alice@isp.example")["sessions"][0].get("last_push", {}).get("result") == "ack", 5)
+            shown = wait_until(
+                lambda: (
+                    cli_json(p, "subscriber", "show", "alice@isp.example")["sessions"][0].get("last_push", {}).get("result")
+                    == "ack"
+                ),
+                5,
+            )
             assert shown
             assert p.op25b("subscriber", "unexempt", "alice@isp.example", "--reason", "moved to 587").returncode == 0
             received = nas.wait_for(2, 5)
@@ -185,7 +216,9 @@ def test_exempt_pushes_a_coa_and_unexempt_brings_the_filter_back(tmp_path: Path,
 def test_nak_falls_back_to_disconnect_and_silence_is_retried_then_reported(tmp_path: Path, upstream) -> None:  # type: ignore[no-untyped-def]
     nas = NasStandIn(NAS_SECRET.encode(), coa="nak", disconnect="ack")
     try:
-        body = client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False, profile="accel-ppp", coa_port=nas.port) + upstream_block("up", upstream)
+        body = client_block(
+            "nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False, profile="accel-ppp", coa_port=nas.port
+        ) + upstream_block("up", upstream)
         with ProxyProcess(tmp_path, body) as p:
             p.op25b("subscriber", "add", "alice@isp.example")
             assert acct(p, "Start", "N-1", extra='Class = "op25b:full"\n') == "Accounting-Response"
@@ -194,7 +227,14 @@ def test_nak_falls_back_to_disconnect_and_silence_is_retried_then_reported(tmp_p
             got = nas.wait_for(2, 8)
             assert [packet.code for _, packet, _ in got[:2]] == [COA_REQUEST, DISCONNECT_REQUEST]
             push = wait_until(lambda: cli_json(p, "subscriber", "show", "alice@isp.example")["sessions"][0].get("last_push"), 5)
-            push = wait_until(lambda: (x := cli_json(p, "subscriber", "show", "alice@isp.example")["sessions"][0]["last_push"]) and x["status"] == "done" and x, 5)
+            push = wait_until(
+                lambda: (
+                    (x := cli_json(p, "subscriber", "show", "alice@isp.example")["sessions"][0]["last_push"])
+                    and x["status"] == "done"
+                    and x
+                ),
+                5,
+            )
             assert push["method"] == "coa-nak+disconnect" and push["result"] == "ack"
             # now the NAS goes silent: three sends of the same request, then "timeout" on record
             nas.coa = nas.disconnect = "silent"
@@ -202,7 +242,14 @@ def test_nak_falls_back_to_disconnect_and_silence_is_retried_then_reported(tmp_p
             p.op25b("subscriber", "set-class", "alice@isp.example", "full")
             got = nas.wait_for(count + 3, 10)[count:]
             assert len(got) >= 3 and len({packet for _, packet, _ in got[:3]}) == 1  # retransmissions: identical
-            push = wait_until(lambda: (x := cli_json(p, "subscriber", "show", "alice@isp.example")["sessions"][0]["last_push"]) and x["result"] == "timeout" and x, 10)
+            push = wait_until(
+                lambda: (
+                    (x := cli_json(p, "subscriber", "show", "alice@isp.example")["sessions"][0]["last_push"])
+                    and x["result"] == "timeout"
+                    and x
+                ),
+                10,
+            )
             assert push["status"] == "pending" and push["attempts"] == 1  # to be retried with backoff
     finally:
         nas.close()
@@ -211,20 +258,29 @@ def test_nak_falls_back_to_disconnect_and_silence_is_retried_then_reported(tmp_p
 def test_two_instances_send_exactly_one_coa_per_change(tmp_path: Path, upstream, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
     nas = NasStandIn(NAS_SECRET.encode())
     try:
-        body = client_block("nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False, profile="juniper", coa_port=nas.port) + upstream_block("up", upstream)
+        body = client_block(
+            "nas", "127.0.0.1", NAS_SECRET, require_message_authenticator=False, profile="juniper", coa_port=nas.port
+        ) + upstream_block("up", upstream)
         one = ProxyProcess(tmp_path / "one", body, database_url=postgres_url)
         two = ProxyProcess(tmp_path / "two", body, database_url=postgres_url)
         one.op25b("db", "upgrade")
         one.op25b("subscriber", "add", "bob@isp.example")
         with one, two:
             for i in range(3):
-                assert acct(one if i % 2 else two, "Start", f"T-{i}", user="bob@isp.example", extra='Class = "op25b:full"\n') == "Accounting-Response"
+                assert (
+                    acct(one if i % 2 else two, "Start", f"T-{i}", user="bob@isp.example", extra='Class = "op25b:full"\n')
+                    == "Accounting-Response"
+                )
             assert wait_until(lambda: len(cli_json(one, "sessions", "active", "--user", "bob@isp.example")["sessions"]) == 3, 10)
             one.op25b("subscriber", "set-class", "bob@isp.example", "mobile")
             nas.wait_for(3, 5)
             time.sleep(2.0)  # anything more would be a double send
             assert len(nas.received) == 3
-            assert sorted(get_first(packet.attributes, ACCT_SESSION_ID) for _, packet, _ in nas.received) == [b"T-0", b"T-1", b"T-2"]
+            assert sorted(get_first(packet.attributes, ACCT_SESSION_ID) for _, packet, _ in nas.received) == [
+                b"T-0",
+                b"T-1",
+                b"T-2",
+            ]
     finally:
         nas.close()
 
@@ -241,9 +297,29 @@ def _radclient_file(path: Path, count: int, prefix: str) -> None:
 def _flood(proxy: ProxyProcess, path: Path, retries: int = 3) -> subprocess.CompletedProcess[str]:
     assert RADCLIENT is not None
     return subprocess.run(
-        [RADCLIENT, "-q", "-s", "-D", DICT_DIR, "-d", str(TEMPLATE_DIR), "-p", "64", "-r", str(retries), "-t", "3",
-         "-f", str(path), proxy.acct_addr, "acct", NAS_SECRET],
-        capture_output=True, text=True, timeout=600,
+        [
+            RADCLIENT,
+            "-q",
+            "-s",
+            "-D",
+            DICT_DIR,
+            "-d",
+            str(TEMPLATE_DIR),
+            "-p",
+            "64",
+            "-r",
+            str(retries),
+            "-t",
+            "3",
+            "-f",
+            str(path),
+            proxy.acct_addr,
+            "acct",
+            NAS_SECRET,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -361,12 +437,15 @@ def test_every_policy_change_queues_pushes_for_open_sessions(database_url: str) 
     now = datetime.now(UTC)
     assert not _work_due(engine, now)
     with db.transaction(engine) as session:
-        store.apply_accounting(session, [
-            rec("start", 0, "a", username="alice@isp.example"),
-            rec("start", 0, "d", username="dave@isp-b.example", class_applied="mobile"),
-            rec("start", 0, "x", username="gone@isp.example"),
-            rec("stop", 1, "x", username="gone@isp.example"),
-        ])
+        store.apply_accounting(
+            session,
+            [
+                rec("start", 0, "a", username="alice@isp.example"),
+                rec("start", 0, "d", username="dave@isp-b.example", class_applied="mobile"),
+                rec("start", 0, "x", username="gone@isp.example"),
+                rec("stop", 1, "x", username="gone@isp.example"),
+            ],
+        )
     with db.transaction(engine) as session:
         store.add_subscriber(session, "alice@isp.example", actor="t", now=now)
         store.exempt(session, "alice@isp.example", reason="r", until=now + timedelta(seconds=1), actor="t", now=now)
@@ -415,11 +494,14 @@ def test_sessions_purge_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     db.upgrade(engine)
     old = datetime.now(UTC) - timedelta(days=200)
     with db.transaction(engine) as session:
-        store.apply_accounting(session, [
-            AccountingRecord("start", old.timestamp(), "n", "192.0.2.1", "old", "u@x"),
-            AccountingRecord("stop", old.timestamp() + 60, "n", "192.0.2.1", "old", "u@x"),
-            AccountingRecord("start", old.timestamp(), "n", "192.0.2.1", "open", "u@x"),
-        ])
+        store.apply_accounting(
+            session,
+            [
+                AccountingRecord("start", old.timestamp(), "n", "192.0.2.1", "old", "u@x"),
+                AccountingRecord("stop", old.timestamp() + 60, "n", "192.0.2.1", "old", "u@x"),
+                AccountingRecord("start", old.timestamp(), "n", "192.0.2.1", "open", "u@x"),
+            ],
+        )
     config = tmp_path / "op25b.toml"
     config.write_text(f'[database]\nurl = "{url}"\n')
     out: list[str] = []

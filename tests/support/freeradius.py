@@ -105,8 +105,9 @@ class FreeRadiusInstance:
         if any(ord(c) < 0x20 or c == "\x7f" for c in secret) or not secret:
             raise ValueError("secret must be non-empty printable text")
         if secret.endswith("\\") or '\\"' in secret:
-            raise ValueError('a secret may not end in a backslash or have one before a quote: '
-                             "FreeRADIUS' config syntax can't say that")
+            raise ValueError(
+                "a secret may not end in a backslash or have one before a quote: FreeRADIUS' config syntax can't say that"
+            )
         self.name = name
         self.auth_port = int(auth_port)
         self.acct_port = int(acct_port)
@@ -228,9 +229,11 @@ class FreeRadiusInstance:
             # Our own process must say it is ready (another server on a clashing port could
             # otherwise answer the probe), then it must answer Status-Server with our secret.
             if self._log_says_ready():
-                if (status_server("127.0.0.1", self.auth_port, self.secret, timeout=0.3) is not None
-                        and status_server("127.0.0.1", self.acct_port, self.secret, timeout=0.3) is not None
-                        and self.proc.poll() is None):
+                if (
+                    status_server("127.0.0.1", self.auth_port, self.secret, timeout=0.3) is not None
+                    and status_server("127.0.0.1", self.acct_port, self.secret, timeout=0.3) is not None
+                    and self.proc.poll() is None
+                ):
                     return
                 if "Shared secret is incorrect" in self.log_text():
                     raise FreeRadiusError(
@@ -293,8 +296,7 @@ class FreeRadiusInstance:
     def auth_log_lines(self) -> list[str]:
         """The ``Login OK: ...`` / ``Login incorrect ...`` lines so far, each ending in
         ``instance=<name>`` (prefixed ``<date> : Auth: (n)`` with -f, just ``(n)`` with -X)."""
-        return [ln for ln in self.log_text().splitlines()
-                if ("Login OK" in ln or "Login incorrect" in ln) and "instance=" in ln]
+        return [ln for ln in self.log_text().splitlines() if ("Login OK" in ln or "Login incorrect" in ln) and "instance=" in ln]
 
     def detail_text(self) -> str:
         return processes.read_text(self.detail_path)
@@ -335,15 +337,21 @@ def freeradius_factory(tmp_path_factory: pytest.TempPathFactory):
     require_freeradius()
     made: list[FreeRadiusInstance] = []
 
-    def make(name: str, *, secret: str = DEFAULT_SECRET, users_text: str | None = None,
-             auth_port: int | None = None, acct_port: int | None = None, start: bool = True,
-             **kw) -> FreeRadiusInstance:
+    def make(
+        name: str,
+        *,
+        secret: str = DEFAULT_SECRET,
+        users_text: str | None = None,
+        auth_port: int | None = None,
+        acct_port: int | None = None,
+        start: bool = True,
+        **kw,
+    ) -> FreeRadiusInstance:
         auth_port = auth_port or free_udp_port()
         acct_port = acct_port or free_udp_port()
         while acct_port == auth_port:
             acct_port = free_udp_port()
-        inst = FreeRadiusInstance(name, auth_port, acct_port, secret, users_text,
-                                  tmp_path_factory.mktemp(f"fr-{name}"), **kw)
+        inst = FreeRadiusInstance(name, auth_port, acct_port, secret, users_text, tmp_path_factory.mktemp(f"fr-{name}"), **kw)
         made.append(inst)
         if start:
             inst.start()

@@ -57,15 +57,28 @@ def seeds(rng: random.Random) -> list[bytes]:
     auth = new_request_authenticator()
     pw = encrypt_user_password(b"password", SECRET, auth)
     request = sign_access_request(
-        Packet(ACCESS_REQUEST, 1, auth, ((USER_NAME, b"alice@isp.example"), (USER_PASSWORD, pw), (CHAP_PASSWORD, bytes(17)))), SECRET
+        Packet(ACCESS_REQUEST, 1, auth, ((USER_NAME, b"alice@isp.example"), (USER_PASSWORD, pw), (CHAP_PASSWORD, bytes(17)))),
+        SECRET,
     )
     mppe = struct.pack("!IBB", VENDOR_MICROSOFT, MS_MPPE_RECV_KEY, 2 + 34) + bytes(34)
     accept = sign_reply(
-        Packet(ACCESS_ACCEPT, 1, auth, ((TUNNEL_PASSWORD, b"\x01\x80\x01" + bytes(16)), (VENDOR_SPECIFIC, mppe), (FRAMED_IP_ADDRESS, bytes(4)))),
-        auth, SECRET, True,
+        Packet(
+            ACCESS_ACCEPT,
+            1,
+            auth,
+            ((TUNNEL_PASSWORD, b"\x01\x80\x01" + bytes(16)), (VENDOR_SPECIFIC, mppe), (FRAMED_IP_ADDRESS, bytes(4))),
+        ),
+        auth,
+        SECRET,
+        True,
     )
     acct = sign_accounting_request(
-        Packet(ACCOUNTING_REQUEST, 2, bytes(16), ((USER_NAME, b"bob"), (ACCT_STATUS_TYPE, encode_integer(ACCT_STATUS_START)), (44, b"s1"))),
+        Packet(
+            ACCOUNTING_REQUEST,
+            2,
+            bytes(16),
+            ((USER_NAME, b"bob"), (ACCT_STATUS_TYPE, encode_integer(ACCT_STATUS_START)), (44, b"s1")),
+        ),
         SECRET,
     )
     return [request, accept, acct]
@@ -79,7 +92,9 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
             i = rng.randrange(len(buf))
             buf[i] ^= 1 << rng.randrange(8)
         elif kind == 1 and len(buf) >= 4:  # the packet's Length field
-            struct.pack_into("!H", buf, 2, rng.choice([0, 1, 19, 20, len(buf) - 1, len(buf) + 1, 4096, 4097, 65535, rng.randrange(65536)]))
+            struct.pack_into(
+                "!H", buf, 2, rng.choice([0, 1, 19, 20, len(buf) - 1, len(buf) + 1, 4096, 4097, 65535, rng.randrange(65536)])
+            )
         elif kind == 2 and len(buf) > 21:  # an attribute's length octet
             buf[rng.randrange(21, len(buf))] = rng.choice([0, 1, 2, 3, 255, rng.randrange(256)])
         elif kind == 3:  # insert octets
@@ -132,8 +147,12 @@ def relay_entry_points() -> list[tuple[str, Callable[[bytes], object]]]:
             return type("T", (), {"cancel": lambda self: None})()
 
     config = parse_config(
-        {"clients": [{"name": "nas", "address": "127.0.0.1", "secret": SECRET.decode(), "require_message_authenticator": False}],
-         "upstreams": [{"name": "up", "address": "127.0.0.2", "secret": SECRET.decode()}]},
+        {
+            "clients": [
+                {"name": "nas", "address": "127.0.0.1", "secret": SECRET.decode(), "require_message_authenticator": False}
+            ],
+            "upstreams": [{"name": "up", "address": "127.0.0.2", "secret": SECRET.decode()}],
+        },
         "fuzz.toml",
     )
     from radius_op25b.core import config as config_module

@@ -49,14 +49,26 @@ class ProxyProcess:
     def op25b(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "radius_op25b", "-c", str(self.config_path), *args],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     def start(self, timeout: float = 15.0, upgrade: bool = True) -> ProxyProcess:
         if upgrade:
             done = self.op25b("db", "upgrade")
             assert done.returncode == 0, done.stderr
-        args = [sys.executable, "-m", "radius_op25b", "-c", str(self.config_path), "serve", "--log-level", "info", *self.serve_args]
+        args = [
+            sys.executable,
+            "-m",
+            "radius_op25b",
+            "-c",
+            str(self.config_path),
+            "serve",
+            "--log-level",
+            "info",
+            *self.serve_args,
+        ]
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.proc = processes.spawn(args, self.log_path, death_signal="KILL")
         deadline = time.monotonic() + timeout

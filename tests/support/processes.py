@@ -20,8 +20,9 @@ SETPRIV = shutil.which("setpriv")  # util-linux; optional
 T = TypeVar("T")
 
 
-def spawn(args: Sequence[str], output: str | os.PathLike[str], *, death_signal: str = "TERM",
-          new_session: bool = False) -> subprocess.Popen[bytes]:
+def spawn(
+    args: Sequence[str], output: str | os.PathLike[str], *, death_signal: str = "TERM", new_session: bool = False
+) -> subprocess.Popen[bytes]:
     """Start ``args`` with stdout and stderr appended to ``output``.
 
     With setpriv, the process gets ``death_signal`` when the thread that started it ends, so
@@ -29,8 +30,9 @@ def spawn(args: Sequence[str], output: str | os.PathLike[str], *, death_signal: 
     if SETPRIV:
         args = [SETPRIV, "--pdeathsig", death_signal, "--", *args]
     with open(output, "ab") as out:
-        return subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=new_session)
+        return subprocess.Popen(
+            list(args), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=new_session
+        )
 
 
 def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> int | None:

@@ -37,10 +37,23 @@ def radclient(
         raise FileNotFoundError("radclient not found (apt-get install freeradius-utils)")
     if not packet_text.endswith("\n"):
         packet_text += "\n"
-    args = [RADCLIENT, "-x", "-D", DICT_DIR, "-d", str(TEMPLATE_DIR),
-            "-t", str(timeout), "-r", str(retries), *extra_args, server, code, secret]
-    return subprocess.run(args, input=packet_text, capture_output=True, text=True,
-                          timeout=timeout * max(1, retries) + 10)
+    args = [
+        RADCLIENT,
+        "-x",
+        "-D",
+        DICT_DIR,
+        "-d",
+        str(TEMPLATE_DIR),
+        "-t",
+        str(timeout),
+        "-r",
+        str(retries),
+        *extra_args,
+        server,
+        code,
+        secret,
+    ]
+    return subprocess.run(args, input=packet_text, capture_output=True, text=True, timeout=timeout * max(1, retries) + 10)
 
 
 @dataclasses.dataclass
@@ -91,5 +104,3 @@ def octets(value: str) -> bytes:
     if not value.startswith("0x"):
         raise ValueError(f"not an octets value: {value!r}")
     return bytes.fromhex(value[2:])
-
-

@@ -34,7 +34,7 @@ def _exchange(host: str, port: int, pkt: bytes, key: bytes, timeout: float) -> b
                 data, _ = s.recvfrom(4096)
                 if len(data) < 20 or data[1] != ident:
                     continue
-                data = data[:struct.unpack("!H", data[2:4])[0]]
+                data = data[: struct.unpack("!H", data[2:4])[0]]
                 if hmac.compare_digest(hashlib.md5(data[:4] + req_auth + data[20:] + key).digest(), data[4:20]):
                     return data
         except (TimeoutError, OSError):  # OSError: ConnectionRefused (ICMP port unreachable)
@@ -57,8 +57,7 @@ class RawReply:
     message_authenticator_ok: bool | None  # None: the reply had no Message-Authenticator
 
 
-def pap_request(host: str, port: int, secret: str, user: str, password: str,
-                timeout: float = 1.0) -> RawReply | None:
+def pap_request(host: str, port: int, secret: str, user: str, password: str, timeout: float = 1.0) -> RawReply | None:
     """One Access-Request (User-Name, User-Password, Message-Authenticator) built and checked
     in Python: returns the reply if its Response Authenticator is right for ``secret``
     (``None`` on timeout), with the reply's Message-Authenticator verified separately."""
@@ -68,10 +67,16 @@ def pap_request(host: str, port: int, secret: str, user: str, password: str,
     pw = pw.ljust(max(16, (len(pw) + 15) // 16 * 16), b"\0")  # RFC 2865 5.2 padding
     hidden, prev = b"", req_auth
     for i in range(0, len(pw), 16):
-        block = bytes(a ^ b for a, b in zip(pw[i:i + 16], hashlib.md5(key + prev).digest(), strict=True))
+        block = bytes(a ^ b for a, b in zip(pw[i : i + 16], hashlib.md5(key + prev).digest(), strict=True))
         hidden, prev = hidden + block, block
-    attrs = (bytes([1, 2 + len(user.encode())]) + user.encode()
-             + bytes([2, 2 + len(hidden)]) + hidden + bytes([MESSAGE_AUTHENTICATOR, 18]) + bytes(16))
+    attrs = (
+        bytes([1, 2 + len(user.encode())])
+        + user.encode()
+        + bytes([2, 2 + len(hidden)])
+        + hidden
+        + bytes([MESSAGE_AUTHENTICATOR, 18])
+        + bytes(16)
+    )
     data = _exchange(host, port, _signed(1, os.urandom(1)[0], req_auth, attrs, key), key, timeout)
     if data is None:
         return None
@@ -82,9 +87,9 @@ def pap_request(host: str, port: int, secret: str, user: str, password: str,
         t, ln = data[off], data[off + 1]
         if ln < 2:
             break
-        out.append((t, data[off + 2:off + ln]))
+        out.append((t, data[off + 2 : off + ln]))
         if t == MESSAGE_AUTHENTICATOR and ln == 18:
-            zeroed = data[:4] + req_auth + data[20:off + 2] + bytes(16) + data[off + 18:]
-            ma_ok = hmac.compare_digest(hmac.new(key, zeroed, hashlib.md5).digest(), data[off + 2:off + 18])
+            zeroed = data[:4] + req_auth + data[20 : off + 2] + bytes(16) + data[off + 18 :]
+            ma_ok = hmac.compare_digest(hmac.new(key, zeroed, hashlib.md5).digest(), data[off + 2 : off + 18])
         off += ln
     return RawReply(data[0], out, ma_ok)
