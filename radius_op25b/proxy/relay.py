@@ -136,6 +136,7 @@ class Relay:
         self.nas_transports: dict[str, Transport] = {}
         self.upstream_transports: list[Transport] = []
         self._free_ids: list[deque[int]] = []
+        self._families: list[int] = []  # IP version of each upstream socket
         self.hot = metrics.Hot()
         self.draining = False
         self._tag = os.urandom(4)  # our Proxy-State: 4 random octets per process + a counter
@@ -152,9 +153,11 @@ class Relay:
         for upstream in self.router.upstreams.values():
             metrics.UPSTREAM_UP.labels(upstream.name).set(_health_value(upstream.health))
 
-    def add_upstream_transport(self, transport: Transport) -> int:
+    def add_upstream_transport(self, transport: Transport, family: int = 4) -> int:
+        """A socket towards upstreams of one IP version (4 or 6): 256 identifiers of its own."""
         self.upstream_transports.append(transport)
         self._free_ids.append(deque(range(256)))
+        self._families.append(family)
         return len(self.upstream_transports) - 1
 
     # --- from the NAS ----------------------------------------------------------------------------
@@ -234,9 +237,11 @@ class Relay:
         self._sequence = (self._sequence + 1) & 0xFFFFFFFF
         return self._tag + struct.pack("!I", self._sequence)
 
-    def _allocate(self) -> tuple[int, int] | None:
+    def _allocate(self, upstream: Upstream) -> tuple[int, int] | None:
+        """A free (socket, identifier) on a socket of the upstream's IP version."""
+        family = upstream.family
         for index, free in enumerate(self._free_ids):
-            if free:
+            if free and self._families[index] == family:
                 return index, free.popleft()
         return None
 
@@ -249,7 +254,7 @@ class Relay:
         if upstream is None and job.pool and job.tried:
             job.tried.clear()  # every server was tried once: go round again while the budget lasts
             upstream = job.pool.choose()
-        slot = self._allocate() if upstream is not None else None
+        slot = self._allocate(upstream) if upstream is not None else None
         if upstream is None or slot is None:
             return self._give_up(job, "no_upstream")
         index, identifier = slot
@@ -447,7 +452,7 @@ class Relay:
         metrics.IN_FLIGHT.set(len(self.pending))
 
     def _probe(self, upstream: Upstream) -> None:
-        slot = self._allocate()
+        slot = self._allocate(upstream)
         if slot is None:
             return
         secret = upstream.config.secret.reveal()

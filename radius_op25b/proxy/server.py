@@ -133,7 +133,7 @@ class ProxyServer:
             for _ in range(UPSTREAM_SOCKETS):
                 protocol = _UpstreamProtocol(relay)
                 transport, _ = await loop.create_datagram_endpoint(lambda protocol=protocol: protocol, sock=udp_socket(host, 0))
-                protocol.index = relay.add_upstream_transport(transport)  # type: ignore[arg-type]
+                protocol.index = relay.add_upstream_transport(transport, version)  # type: ignore[arg-type]
                 self._transports.append(transport)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         loop.add_signal_handler(signal.SIGTERM, self.stop)

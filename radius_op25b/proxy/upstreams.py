@@ -5,6 +5,7 @@ Status-Server probes are how a zombie or dead server gets the chance to answer).
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,11 @@ class Upstream:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def family(self) -> int:
+        """4 or 6: which of the relay's upstream sockets can reach it."""
+        return ipaddress.ip_address(self.config.address).version
 
     # Metric children resolved once: label lookups cost more than the increments themselves.
     def sent_counter(self, kind: str) -> Any:

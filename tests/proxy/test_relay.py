@@ -307,3 +307,25 @@ def test_source_address_from_the_config_wins() -> None:
     assert source_address(config, 4) == "192.0.2.7"
     with pytest.raises(Exception, match="server.source_address: 'bng' is not an IP address"):
         parse_config({**CONFIG, "server": {"source_address": "bng"}}, "test.toml")
+
+
+def test_an_ipv6_upstream_gets_an_ipv6_socket() -> None:
+    config = parse_config(
+        {
+            "clients": CONFIG["clients"],
+            "upstreams": [{"name": "v6", "address": "::1", "secret": UP_SECRET.decode()}],
+        },
+        "test.toml",
+    )
+    from radius_op25b.core import config as config_module
+
+    clock = ManualClock()
+    r = Relay(config_module.resolve_secrets(config), clock)  # type: ignore[arg-type]
+    v4, v6, auth = Wire(), Wire(), Wire()
+    r.nas_transports = {AUTH: auth, ACCT: Wire()}
+    r.add_upstream_transport(v4, 4)
+    r.add_upstream_transport(v6, 6)
+    r.datagram_from_nas(AUTH, access_request(), NAS)
+    assert v4.take() == []
+    ((_, addr),) = v6.take()
+    assert addr == ("::1", 1812)
