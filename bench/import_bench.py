@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from radius_op25b import store
 from radius_op25b.core import profiles
 from radius_op25b.core.config import Config, load_config
-from radius_op25b.core.decision import Request, decide
+from radius_op25b.services import explain
 from radius_op25b.store import db
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -166,12 +166,12 @@ def run_cli(config: Path, *args: str) -> tuple[float, str]:
 def explain_in_process(engine: Engine, config: Config, username: str, now: datetime) -> profiles.Attributes:
     """What `op25b policy explain USER --nas bng1` does once its config and engine exist."""
     client = config.clients[0]
-    request = Request(username, None, client.name, client.enforce)
+    request = explain.request_for(username, None, client)
     with db.transaction(engine) as session:
         subscriber, realm = store.policy_inputs(session, username)
         mta = store.mobile_mta_networks(session)
-    decision = decide(request, subscriber, realm, config.policy, now)
-    return profiles.attributes_for(client.profile, decision, profiles.FilterContext(config.filters, mta), config.profiles)
+    ctx = profiles.FilterContext(config.filters, mta)
+    return explain.explain(config, ctx, client.profile, request, subscriber, realm, now).accept
 
 
 def captured_statements(engine: Engine, username: str) -> list[tuple[str, Any]]:

@@ -24,17 +24,18 @@ def decide(
     config: Config,
     request: d.Request,
     subscriber: d.Subscriber | None,
-    realms: dict[str, d.Realm] | d.Realm | None,
+    realm: d.Realm | None,
     now: datetime,
 ) -> d.Decision:
-    """The decision for `request`. `realms` is the held realms by name (the proxy), or the one
-    realm already looked up for this subscriber (the database path), or None."""
-    if isinstance(realms, dict):
-        name = d.realm_name(subscriber, request.username)
-        realm = realms.get(name) if name else None
-    else:
-        realm = realms
+    """The decision for `request`, given the subscriber and the realm it is decided under
+    (`held_realm` for the proxy's held set, `store.policy_inputs` for the database)."""
     return d.decide(request, subscriber, realm, config.policy, now)
+
+
+def held_realm(realms: dict[str, d.Realm], subscriber: d.Subscriber | None, request: d.Request) -> d.Realm | None:
+    """The realm `request` is decided under, from the realms held by name."""
+    name = d.realm_name(subscriber, request.username)
+    return realms.get(name) if name else None
 
 
 @dataclass(frozen=True, slots=True)

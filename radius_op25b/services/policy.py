@@ -102,7 +102,8 @@ class PolicyService:
         request = explain.request_for(job.username or "", framed_ip(attributes), client)
         if self.loaded:
             subscriber = self.special.get(request.username)
-            decision = explain.decide(self.config, request, subscriber, self.realms, self.now())
+            realm = explain.held_realm(self.realms, subscriber, request)
+            decision = explain.decide(self.config, request, subscriber, realm, self.now())
         else:
             decision = d.decide_without_database(request, self.config.policy)
         counter = self._decisions.get((decision.filter_class, decision.reason_kind))

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from radius_op25b.core.config import parse_config
+from radius_op25b.core.config import parse_config, resolve_secrets
 from radius_op25b.proxy.relay import ACCT, AUTH, Relay
 from radius_op25b.proxy.upstreams import Health
 from radius_op25b.radius import (
@@ -104,11 +104,7 @@ CONFIG = {
 
 
 def _config():  # type: ignore[no-untyped-def]
-    config = parse_config(CONFIG, "test.toml")
-    from radius_op25b.core import config as config_module
-
-    resolve = getattr(config_module, "resolve_secrets", None)  # secrets are read by serve only
-    return resolve(config) if resolve else config
+    return resolve_secrets(parse_config(CONFIG, "test.toml"))  # as serve does: the secrets read
 
 
 @pytest.fixture
@@ -317,10 +313,8 @@ def test_an_ipv6_upstream_gets_an_ipv6_socket() -> None:
         },
         "test.toml",
     )
-    from radius_op25b.core import config as config_module
-
     clock = ManualClock()
-    r = Relay(config_module.resolve_secrets(config), clock)  # type: ignore[arg-type]
+    r = Relay(resolve_secrets(config), clock)  # type: ignore[arg-type]
     v4, v6, auth = Wire(), Wire(), Wire()
     r.nas_transports = {AUTH: auth, ACCT: Wire()}
     r.add_upstream_transport(v4, 4)

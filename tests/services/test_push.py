@@ -13,7 +13,7 @@ import pytest
 from radius_op25b import store
 from radius_op25b.core import profiles
 from radius_op25b.core.accounting import AccountingRecord
-from radius_op25b.core.config import parse_config
+from radius_op25b.core.config import parse_config, resolve_secrets
 from radius_op25b.radius import (
     ACCT_SESSION_ID,
     COA_ACK,
@@ -41,8 +41,6 @@ SECRET = b"coa-secret"
 
 
 def config(profile: str):  # type: ignore[no-untyped-def]
-    from radius_op25b.core import config as config_module
-
     parsed = parse_config(
         {
             "clients": [{"name": "bng1", "address": "192.0.2.1", "secret": SECRET.decode(), "profile": profile}],
@@ -50,8 +48,7 @@ def config(profile: str):  # type: ignore[no-untyped-def]
         },
         "test.toml",
     )
-    resolve = getattr(config_module, "resolve_secrets", None)
-    return resolve(parsed) if resolve else parsed
+    return resolve_secrets(parsed)
 
 
 class InMemoryNas:

@@ -132,7 +132,7 @@ def entry_points() -> list[tuple[str, Callable[[bytes], object]]]:
 def relay_entry_points() -> list[tuple[str, Callable[[bytes], object]]]:
     """The relay's handlers for a datagram from a NAS and from an upstream, without the
     catch-all that counts a bug as internal_error (so that a bug shows here)."""
-    from radius_op25b.core.config import parse_config
+    from radius_op25b.core.config import parse_config, resolve_secrets
     from radius_op25b.proxy.relay import ACCT, AUTH, Relay
 
     class Sink:
@@ -155,10 +155,7 @@ def relay_entry_points() -> list[tuple[str, Callable[[bytes], object]]]:
         },
         "fuzz.toml",
     )
-    from radius_op25b.core import config as config_module
-
-    resolve = getattr(config_module, "resolve_secrets", None)
-    relay = Relay(resolve(config) if resolve else config, Clock())  # type: ignore[arg-type]
+    relay = Relay(resolve_secrets(config), Clock())  # type: ignore[arg-type]
     relay.nas_transports = {AUTH: Sink(), ACCT: Sink()}
     relay.add_upstream_transport(Sink())
     quiet = logging.getLogger("op25b.fuzz")  # drops are expected: keep them out of the log
