@@ -292,7 +292,8 @@ class Relay:
         upstream.sent_counter(job.listener).inc()
         return None
 
-    def _timeout(self, slot: tuple[int, int]) -> None:
+    def _timeout(self, slot: tuple[int, int], why: str | None = None) -> None:
+        """No usable reply to `slot`: by its timer, or at once for a reply that could not be used."""
         pending = self.pending.pop(slot, None)
         if pending is None:
             return
@@ -301,7 +302,7 @@ class Relay:
         upstream.outstanding -= 1
         now = self.loop.time()
         if upstream.on_timeout(now):
-            self._health_changed(upstream, f"no reply within {upstream.config.response_window:.1f}s")
+            self._health_changed(upstream, why or f"no reply within {upstream.config.response_window:.1f}s")
         metrics.UPSTREAM_TIMEOUTS.labels(upstream.name).inc()
         job = pending.job
         if job is None:
@@ -384,7 +385,7 @@ class Relay:
                     self._drop("upstream_malformed", addr[0], f"reply from {upstream.name} cannot be re-encrypted: {exc}")
                     if pending.timer is not None:
                         pending.timer.cancel()
-                    self._timeout(slot)
+                    self._timeout(slot, "a reply that could not be re-encrypted")
                     return None
 
         del self.pending[slot]
