@@ -1,11 +1,11 @@
 """The one exception tree of radius-op25b; lower layers translate their own errors into it.
 
 Op25bError
- ├── ConfigError          the config file or a CLI argument is unusable (names file and key)
+ ├── ConfigError          the config file is unusable (names file and key)
  ├── UsageError           a command was called wrongly (exit 2)
  ├── NotFound             the subscriber/realm/session asked for does not exist
  ├── Conflict             the change would duplicate or contradict stored data
- ├── InvalidInput         a value (IP, CIDR, class, date, CSV line) is malformed
+ ├── InvalidInput         a value (IP, CIDR, class, date, CSV line) is malformed (exit 2)
  ├── SchemaOutOfDate      the database is not at the migrations' head
  ├── StoreUnavailable     the database cannot be reached (SQLAlchemy errors are mapped here)
  └── PacketError          RADIUS wire problems
@@ -42,7 +42,9 @@ class Conflict(Op25bError):
 
 
 class InvalidInput(Op25bError):
-    """A value given by an operator or a file is malformed."""
+    """A value given by an operator or a file is malformed: a usage error, like UsageError."""
+
+    exit_code = 2
 
 
 class SchemaOutOfDate(Op25bError):

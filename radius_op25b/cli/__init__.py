@@ -1,6 +1,6 @@
 """The `op25b` command: a plain `main(args)` over a separate parser builder (README: "The op25b command").
 
-Commands are thin: parse, open one transaction, call the store or the decision, print.
+Commands are thin: parse, call one operation of the support desk (services/desk.py), print.
 Exit 0 on success, 1 on an operational error, 2 on a usage error; errors are one `error:` line.
 """
 
@@ -15,13 +15,15 @@ from radius_op25b.errors import Op25bError
 
 
 def main(args: Sequence[str] | None = None, *, now: datetime | None = None, out: Callable[[str], None] = print) -> int:
-    """Run one command; `now` and `out` are there for tests (an injected clock and output)."""
+    """Run one command; `now` and `out` are there for tests (a fixed clock and the output).
+    Without `now` the clock is read when each change is made, not when the process started."""
     try:
         parsed = build_parser().parse_args(args)
         from radius_op25b.cli import commands  # only now: SQLAlchemy and the rest load here
 
         command = getattr(commands, parsed.func)
-        return int(command(commands.Context(parsed, now or datetime.now(UTC), out)))
+        clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
+        return int(command(commands.Context(parsed, clock, out)))
     except Op25bError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,144 +1,102 @@
-"""The commands of `op25b`: each takes the parsed arguments (a Context), opens one transaction,
-calls the store or the decision, and prints. The parser is `cli/parser.py`; `main` is
-`cli/__init__.py`."""
+"""The commands of `op25b`: each takes the parsed arguments (a Context), calls one operation of
+the support desk (services/desk.py) and prints its result, as text or `--json`. No decisions
+here: the parser is `cli/parser.py`, `main` is `cli/__init__.py`."""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
-import re
 import sys
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from radius_op25b import store
-from radius_op25b.core import profiles
+from radius_op25b.cli.parser import default_actor
 from radius_op25b.core.config import Config, config_path, load_config
-from radius_op25b.core.decision import Decision
-from radius_op25b.errors import InvalidInput, StoreUnavailable, UsageError
-from radius_op25b.services import explain
+from radius_op25b.core.inputs import format_expiry
+from radius_op25b.errors import ConfigError, InvalidInput, StoreUnavailable, UsageError
+from radius_op25b.services.desk import Desk, Result, live_lines
 from radius_op25b.store import db
-from radius_op25b.store.models import AcctSession, AuditLog, CoaJob, Exemption, Realm, Subscriber
 
-# --- time and value parsing -----------------------------------------------------------------------
-
-
-def parse_time(text: str, *, end_of_day: bool = False) -> datetime:
-    """ISO date or date-time; a bare date means the end of that day when `end_of_day`. UTC unless
-    the text carries an offset."""
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidInput(f"{text!r} is not an ISO date or date-time (e.g. 2027-01-31 or 2027-01-31T14:03)") from None
-    if len(text.strip()) == 10 and end_of_day:
-        value = value + timedelta(days=1)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+# --- text output ------------------------------------------------------------------------------------
 
 
-_DURATION = re.compile(r"^(\d+)([mhdw])$")
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str) -> str:
+    """Columns padded to their widest cell, under a header line; `empty` when there are no rows."""
+    cells = [[("-" if v is None or v == "" else str(v)) for v in row] for row in rows]
+    if not cells:
+        return empty
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
 
 
-def parse_duration(text: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise InvalidInput(f"{text!r} is not a duration like 90m, 12h, 30d or 2w")
-    n, unit = int(match.group(1)), match.group(2)
-    if n <= 0:
-        raise InvalidInput(f"duration {text!r} must be positive")
-    return {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
+def _when(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else "-"
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def _addresses(s: dict[str, Any]) -> str:
+    return " ".join(a for a in (s["framed_ip"], s["framed_ipv6_prefix"], s["delegated_ipv6_prefix"]) if a) or "-"
 
 
-# --- JSON shapes (documented in README.md; keep them stable) ------------------------------------
+def sessions_table(rows: Sequence[dict[str, Any]], empty: str) -> str:
+    return table(
+        ("username", "address", "class", "nas", "session", "started", "stopped"),
+        (
+            (
+                s["username"],
+                _addresses(s),
+                s["class_applied"] or "unknown",
+                s["nas"],
+                s["acct_session_id"],
+                _when(s["started_at"]),
+                _when(s["stopped_at"]) if s["stopped_at"] else "open",
+            )
+            for s in rows
+        ),
+        empty,
+    )
 
 
-def exemption_json(ex: Exemption, now: datetime) -> dict[str, Any]:
-    return {
-        "reason": ex.reason,
-        "actor": ex.actor,
-        "created_at": _iso(ex.created_at),
-        "expires_at": _iso(ex.expires_at),
-        "revoked_at": _iso(ex.revoked_at),
-        "revoked_by": ex.revoked_by,
-        "revoke_reason": ex.revoke_reason,
-        "active": store.exemption_view(ex).active_at(now),
-    }
+def subscriber_text(sub: dict[str, Any]) -> str:
+    statics = ", ".join(sub["static_addresses"])
+    lines = [
+        sub["username"],
+        f"  realm:    {sub['realm'] or '-'}",
+        f"  ip type:  {sub['ip_type']}" + (f" ({statics})" if statics else ""),
+        f"  class:    {sub['class_override'] or 'default'}",
+    ]
+    if sub["note"]:
+        lines.append(f"  note:     {sub['note']}")
+    for ex in sub["exemptions"]:
+        state = "active" if ex["active"] else ("revoked" if ex["revoked_at"] else "ended")
+        lines.append(f"  exemption ({state}): {ex['expires']}, by {ex['actor']}: {ex['reason']}")
+    return "\n".join(lines)
 
 
-def subscriber_json(sub: Subscriber, now: datetime) -> dict[str, Any]:
-    return {
-        **store.subscriber_state(sub),
-        "created_at": _iso(sub.created_at),
-        "updated_at": _iso(sub.updated_at),
-        "exemptions": [exemption_json(ex, now) for ex in sub.exemptions],
-    }
+def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str:
+    """before -> after of the fields that differ."""
+    if before is None and after is None:
+        return ""
+    if before is None or after is None:
+        data = after if before is None else before
+        assert data is not None
+        sign = "+" if before is None else "-"
+        return sign + " " + ", ".join(f"{k}={_value(v)}" for k, v in sorted(data.items()) if v not in (None, [], ""))
+    keys = sorted(set(before) | set(after))
+    return "; ".join(f"{k}: {_value(before.get(k))} -> {_value(after.get(k))}" for k in keys if before.get(k) != after.get(k))
 
 
-def session_json(row: AcctSession, push: CoaJob | None = None) -> dict[str, Any]:
-    data = {
-        "username": row.username,
-        "nas": row.nas_name,
-        "nas_address": row.nas_address,
-        "acct_session_id": row.acct_session_id,
-        "framed_ip": row.framed_ip,
-        "framed_ipv6_prefix": row.framed_ipv6_prefix,
-        "delegated_ipv6_prefix": row.delegated_ipv6_prefix,
-        "class_applied": row.class_applied,
-        "started_at": _iso(row.started_at),
-        "updated_at": _iso(row.updated_at),
-        "stopped_at": _iso(row.stopped_at),
-        "terminate_cause": row.terminate_cause,
-        "input_octets": row.input_octets,
-        "output_octets": row.output_octets,
-    }
-    if push is not None:
-        data["last_push"] = {
-            "cause": push.cause,
-            "status": push.status,
-            "method": push.method,
-            "result": push.result,
-            "error_cause": push.error_cause,
-            "attempts": push.attempts,
-            "at": _iso(push.finished_at or push.created_at),
-        }
-    return data
-
-
-def _session_line(row: AcctSession) -> str:
-    addresses = " ".join(a for a in (row.framed_ip, row.framed_ipv6_prefix, row.delegated_ipv6_prefix) if a) or "-"
-    until = f"{row.stopped_at:%Y-%m-%d %H:%M:%S}" if row.stopped_at else "now"
-    return f"{row.username:32} {addresses:40} {row.class_applied or '?':6} {row.nas_name}/{row.acct_session_id}  {row.started_at:%Y-%m-%d %H:%M:%S} .. {until}"
-
-
-def realm_json(realm: Realm, now: datetime) -> dict[str, Any]:
-    return {
-        **store.realm_state(realm),
-        "msa_permits": [
-            {"cidr": p.cidr, "until": _iso(p.permit_until), "actor": p.actor, "active": now < p.permit_until}
-            for p in realm.msa_permits
-        ],
-    }
-
-
-def audit_json(entry: AuditLog) -> dict[str, Any]:
-    return {
-        "at": _iso(entry.at),
-        "actor": entry.actor,
-        "action": entry.action,
-        "target": entry.target,
-        "before": entry.before,
-        "after": entry.after,
-    }
+def _value(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(map(_value, v)) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}={_value(x)}" for k, x in v.items()) + "}"
+    return "-" if v is None else str(v)
 
 
 # --- the commands ---------------------------------------------------------------------------------
@@ -147,8 +105,8 @@ def audit_json(entry: AuditLog) -> dict[str, Any]:
 class Context:
     """What a command needs: the config (loaded on first use), an engine, the clock, the output."""
 
-    def __init__(self, args: argparse.Namespace, now: datetime, out: Callable[[str], None]) -> None:
-        self.args, self.now, self.out = args, now, out
+    def __init__(self, args: argparse.Namespace, clock: Callable[[], datetime], out: Callable[[str], None]) -> None:
+        self.args, self.clock, self.out = args, clock, out
         self._config: Config | None = None
 
     @property
@@ -163,8 +121,27 @@ class Context:
             db.require_current_schema(engine)
         return engine
 
+    def desk(self) -> Desk:
+        return Desk(
+            self.config,
+            self.engine(),
+            actor=self.args.actor if self.args.actor is not None else default_actor(),
+            clock=self.clock,
+            at_next_login=getattr(self.args, "at_next_login", False),
+        )
+
     def emit(self, data: Any, text: str) -> None:
         self.out(json.dumps(data, indent=2, sort_keys=True) if self.args.json else text)
+
+    def report(self, result: Result, text: str) -> None:
+        """A change: what it did, then what it does to open sessions."""
+        if self.args.json:
+            self.out(json.dumps(result.json(), indent=2, sort_keys=True))
+            return
+        self.out(text)
+        if result.reaches_sessions:
+            for line in live_lines(result.live) or ["no live sessions to change"]:
+                self.out(line)
 
 
 def load_config_or_defaults(explicit: str | None) -> Config:
@@ -207,211 +184,215 @@ def cmd_db(ctx: Context) -> int:
     return 0
 
 
-def _subscriber_text(sub: Subscriber, now: datetime) -> str:
-    lines = [
-        f"{sub.username}",
-        f"  realm:   {sub.realm or '-'}",
-        f"  ip type: {sub.ip_type}" + (f" ({', '.join(sub.static_addresses)})" if sub.static_addresses else ""),
-        f"  class:   {sub.class_override or 'default'}",
-    ]
-    if sub.note:
-        lines.append(f"  note:    {sub.note}")
-    for ex in sub.exemptions:
-        state = "active" if store.exemption_view(ex).active_at(now) else ("revoked" if ex.revoked_at else "expired")
-        until = f"until {ex.expires_at:%Y-%m-%d %H:%M} UTC" if ex.expires_at else "no expiry"
-        lines.append(f"  exemption ({state}): {until}, by {ex.actor}: {ex.reason}")
-    return "\n".join(lines)
+def read_import(path: str) -> str:
+    """The CSV text of FILE, or of standard input for `-`."""
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read().decode("utf-8-sig")
+        return Path(path).read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def import_text(data: dict[str, Any]) -> str:
+    lines = []
+    for item in data["added"]:
+        lines.append(f"line {item['line']}: add {item['username']}")
+    for item in data["changed"]:
+        lines.append(f"line {item['line']}: change {item['username']}: {_changes(item['before'], item['after'])}")
+    for item in data["refused"]:
+        lines.append(f"line {item['line']}: REFUSED {item['username'] or ''}: {item['message']}".replace("  ", " "))
+    summary = (
+        f"{data['source']}: {len(data['added'])} to add, {len(data['changed'])} to change, "
+        f"{len(data['unchanged'])} unchanged, {len(data['refused'])} refused"
+    )
+    if data["dry_run"]:
+        return "\n".join([*lines, summary + " (dry run: nothing written)"])
+    return f"imported {data['source']}: {len(data['added'])} added, {len(data['changed'])} changed, {len(data['unchanged'])} unchanged"
 
 
 def cmd_subscriber(ctx: Context) -> int:
-    a, now = ctx.args, ctx.now
+    a = ctx.args
     command = a.subscriber_command
-    engine = ctx.engine()
-    with db.transaction(engine) as session:
-        if command == "add":
-            sub = store.add_subscriber(
-                session,
-                a.user,
-                actor=a.actor,
-                now=now,
-                realm=a.realm,
-                static_addresses=a.static or (),
-                class_override=a.cls,
-                note=a.note,
+    desk = ctx.desk()
+    if command == "show":
+        data = desk.show_subscriber(a.user)
+        lines = [subscriber_text(data)]
+        for s in data["sessions"]:
+            push = s.get("last_push")
+            last = f"; last push {push['method'] or '-'} {push['result'] or push['status']} ({push['cause']})" if push else ""
+            lines.append(f"  session:  {s['nas']}/{s['acct_session_id']} {_addresses(s)} since {_when(s['started_at'])}{last}")
+        ctx.emit(data, "\n".join(lines))
+    elif command == "list":
+        data = desk.list_subscribers(realm=a.realm, limit=a.limit, offset=a.offset)
+        subs = data["subscribers"]
+        text = table(
+            ("username", "realm", "ip type", "class", "exempt"),
+            (
+                (s["username"], s["realm"], s["ip_type"], s["class_override"] or "default", _exempt(s["exemptions"]))
+                for s in subs
+            ),
+            "(no subscribers)",
+        )
+        if subs or data["total"]:
+            first = data["offset"] + 1 if subs else data["offset"]
+            text += f"\n{len(subs):,} of {data['total']:,} shown" + (
+                f" ({first:,}-{data['offset'] + len(subs):,}; next page: --offset {data['offset'] + len(subs)})"
+                if data["offset"] + len(subs) < data["total"]
+                else ""
             )
-            ctx.emit(subscriber_json(sub, now), f"added {sub.username} ({sub.ip_type})")
-        elif command == "show":
-            sub = store.get_subscriber(session, a.user)
-            live = store.active_sessions(session, sub.username)
-            pushes = store.last_pushes(session, [row.id for row in live])
-            data = {**subscriber_json(sub, now), "sessions": [session_json(row, pushes.get(row.id)) for row in live]}
-            lines = [_subscriber_text(sub, now)]
-            for row in live:
-                push = pushes.get(row.id)
-                last = f"; last push {push.method or '-'} {push.result or push.status} ({push.cause})" if push else ""
-                lines.append(f"  session: {_session_line(row)}{last}")
-            ctx.emit(data, "\n".join(lines))
-        elif command == "list":
-            subs = store.list_subscribers(session, realm=a.realm, limit=a.limit)
-            text = "\n".join(f"{s.username:40} {s.realm or '-':24} {s.ip_type:8} {s.class_override or 'default'}" for s in subs)
-            ctx.emit({"subscribers": [subscriber_json(s, now) for s in subs]}, text or "(no subscribers)")
-        elif command == "set-static":
-            sub = store.set_static(session, a.user, a.ips, actor=a.actor, now=now)
-            ctx.emit(subscriber_json(sub, now), f"{sub.username}: static {', '.join(sub.static_addresses)}")
-        elif command == "set-dynamic":
-            sub = store.set_dynamic(session, a.user, actor=a.actor, now=now)
-            ctx.emit(subscriber_json(sub, now), f"{sub.username}: dynamic")
-        elif command == "set-class":
-            cls = None if a.cls == "default" else a.cls
-            sub = store.set_class(session, a.user, cls, actor=a.actor, now=now)
-            ctx.emit(subscriber_json(sub, now), f"{sub.username}: class {sub.class_override or 'default'}")
-        elif command == "exempt":
-            if a.until and a.for_:
-                raise UsageError("give --until or --for, not both")
-            until = parse_time(a.until, end_of_day=True) if a.until else (now + parse_duration(a.for_) if a.for_ else None)
-            ex = store.exempt(session, a.user, reason=a.reason, until=until, actor=a.actor, now=now)
-            ctx.emit(
-                exemption_json(ex, now),
-                f"{ex.subscriber.username}: exempt "
-                + (f"until {ex.expires_at:%Y-%m-%d %H:%M} UTC" if ex.expires_at else "with no expiry"),
+        ctx.emit(data, text)
+    elif command == "find":
+        data = desk.find_ip(a.ip)
+        lines = [f"{data['address']}:", f"  static owner: {data['static_owner'] or 'nobody'}"]
+        opened = data["open_sessions"]
+        lines.append("  open session: " + (", ".join(f"{s['username']} on {s['nas']}/{s['acct_session_id']}" for s in opened) or "none"))
+        last = data["last_session"]
+        lines.append(
+            "  last session: "
+            + (
+                f"{last['username']} on {last['nas']}/{last['acct_session_id']}, {_when(last['started_at'])} .. "
+                + (_when(last["stopped_at"]) if last["stopped_at"] else "open")
+                if last
+                else "none recorded"
             )
-        elif command == "unexempt":
-            ended = store.unexempt(session, a.user, reason=a.reason, actor=a.actor, now=now)
-            ctx.emit({"revoked": [exemption_json(ex, now) for ex in ended]}, f"{a.user}: {len(ended)} exemption(s) revoked")
-        elif command == "import":
-            try:
-                text = Path(a.file).read_text(encoding="utf-8-sig")
-            except OSError as exc:
-                raise InvalidInput(f"{a.file}: cannot read: {exc.strerror}") from None
-            except UnicodeDecodeError as exc:
-                raise InvalidInput(f"{a.file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-            rows = store.parse_import_csv(text, a.file)
-            count = store.import_subscribers(session, rows, actor=a.actor, now=now, source=a.file)
-            ctx.emit({"imported": count}, f"imported {count} subscribers from {a.file}")
+        )
+        ctx.emit(data, "\n".join(lines))
+    elif command == "add":
+        result = desk.add_subscriber(a.user, realm=a.realm, static=a.static or (), cls=a.cls, note=a.note)
+        ctx.report(result, f"added {result.data['username']} ({result.data['ip_type']})")
+    elif command == "set-static":
+        result = desk.set_static(a.user, a.ips)
+        ctx.report(result, f"{result.data['username']}: static {', '.join(result.data['static_addresses'])}")
+    elif command == "set-dynamic":
+        result = desk.set_dynamic(a.user)
+        ctx.report(result, f"{result.data['username']}: dynamic")
+    elif command == "set-class":
+        result = desk.set_class(a.user, None if a.cls == "default" else a.cls)
+        ctx.report(result, f"{result.data['username']}: class {result.data['class_override'] or 'default'}")
+    elif command == "set-note":
+        result = desk.set_note(a.user, a.text)
+        ctx.report(result, f"{result.data['username']}: note " + (repr(result.data["note"]) if result.data["note"] else "cleared"))
+    elif command == "set-realm":
+        result = desk.set_realm(a.user, None if a.realm == "default" else a.realm)
+        ctx.report(result, f"{result.data['username']}: realm {result.data['realm'] or '(none)'}")
+    elif command == "delete":
+        result = desk.delete_subscriber(a.user, reason=a.reason)
+        ctx.report(result, f"deleted {result.data['deleted']['username']}")
+    elif command == "exempt":
+        result = desk.exempt(a.user, reason=a.reason, until=a.until, duration=a.for_, permanent=a.permanent, extend=a.extend)
+        ctx.report(result, f"{result.data['username']}: {'exemption moved' if a.extend else 'exempt'} {result.data['expires']}")
+    elif command == "unexempt":
+        result = desk.unexempt(a.user, reason=a.reason)
+        ctx.report(result, f"{result.data['username']}: exemption revoked")
+    elif command == "import":
+        if a.dry_run and a.at_next_login:
+            raise UsageError("--at-next-login has no meaning with --dry-run")
+        result = desk.import_csv(read_import(a.file), a.file, header=not a.no_header, update=a.update, dry_run=a.dry_run)
+        if a.dry_run:
+            ctx.emit(result.json(), import_text(result.data))
+        else:
+            ctx.report(result, import_text(result.data))
+    return 0
+
+
+def _exempt(exemptions: Sequence[dict[str, Any]]) -> str:
+    active = next((ex for ex in exemptions if ex["active"]), None)
+    return active["expires"].removeprefix("until ") if active else "no"
+
+
+def cmd_exemptions(ctx: Context) -> int:
+    data = ctx.desk().exemptions(expiring_within=ctx.args.expiring_within)
+    rows = data["exemptions"]
+    empty = f"(no exemptions ending within {data['expiring_within']})" if data["expiring_within"] else "(no active exemptions)"
+    text = table(
+        ("username", "ends", "granted by", "granted", "reason"),
+        ((e["username"], e["expires"].removeprefix("until "), e["actor"], _when(e["created_at"]), e["reason"]) for e in rows),
+        empty,
+    )
+    ctx.emit(data, text)
     return 0
 
 
 def cmd_realm(ctx: Context) -> int:
-    a, now = ctx.args, ctx.now
-    with db.transaction(ctx.engine()) as session:
-        if a.realm_command == "add":
-            realm = store.add_realm(
-                session,
-                a.name,
-                actor=a.actor,
-                now=now,
-                default_class=a.cls,
-                model=a.model,
-                filter_name=a.filter_name,
-                note=a.note,
-            )
-            ctx.emit(realm_json(realm, now), f"added realm {realm.name} (default {realm.default_class or 'policy default'})")
-        elif a.realm_command == "show":
-            realm = store.get_realm(session, a.name)
-            permits = "\n".join(
-                f"  permit MSA(25) {p.cidr} until {p.permit_until:%Y-%m-%d} ({'active' if now < p.permit_until else 'expired'})"
-                for p in realm.msa_permits
-            )
-            text = f"{realm.name}\n  default class: {realm.default_class or 'policy default'}\n  model: {realm.model or '-'}" + (
-                f"\n{permits}" if permits else ""
-            )
-            ctx.emit(realm_json(realm, now), text)
-        elif a.realm_command == "list":
-            realms = store.list_realms(session)
-            text = "\n".join(f"{r.name:32} {r.default_class or 'default':8} {len(r.msa_permits)} permit(s)" for r in realms)
-            ctx.emit({"realms": [realm_json(r, now) for r in realms]}, text or "(no realms)")
-        elif a.realm_command == "permit-msa":
-            until = parse_time(a.until, end_of_day=True)
-            permit = store.permit_msa(session, a.name, a.cidr, until=until, actor=a.actor, now=now)
-            ctx.emit(
-                {"realm": permit.realm.name, "cidr": permit.cidr, "until": _iso(permit.permit_until)},
-                f"{permit.realm.name}: permit port 25 to {permit.cidr} until {permit.permit_until:%Y-%m-%d %H:%M} UTC",
-            )
+    a = ctx.args
+    desk = ctx.desk()
+    if a.realm_command == "add":
+        result = desk.add_realm(a.name, cls=a.cls, model=a.model, filter_name=a.filter_name, note=a.note)
+        ctx.report(result, f"added realm {result.data['name']} (default {result.data['default_class'] or 'policy default'})")
+    elif a.realm_command == "show":
+        data = desk.show_realm(a.name)
+        lines = [
+            data["name"],
+            f"  default class: {data['default_class'] or 'policy default'}",
+            f"  model:         {data['model'] or '-'}",
+            f"  subscribers:   {data['subscribers']:,}",
+        ]
+        lines += [
+            f"  permit MSA(25) {p['cidr']} {format_expiry(datetime.fromisoformat(p['until']))} ({'active' if p['active'] else 'ended'})"
+            for p in data["msa_permits"]
+        ]
+        ctx.emit(data, "\n".join(lines))
+    elif a.realm_command == "list":
+        data = desk.list_realms()
+        text = table(
+            ("realm", "default class", "model", "permits"),
+            ((r["name"], r["default_class"] or "policy", r["model"], len(r["msa_permits"])) for r in data["realms"]),
+            "(no realms)",
+        )
+        ctx.emit(data, text)
+    elif a.realm_command == "delete":
+        result = desk.delete_realm(a.name)
+        ctx.report(result, f"deleted realm {result.data['deleted']['name']}")
+    elif a.realm_command == "permit-msa":
+        result = desk.permit_msa(a.name, a.cidr, until=a.until)
+        ctx.report(result, f"{result.data['realm']}: port 25 to {result.data['cidr']} permitted {result.data['expires']}")
+    elif a.realm_command == "revoke-msa":
+        result = desk.revoke_msa(a.name, a.cidr)
+        ctx.report(result, f"{result.data['realm']}: MSA(25) permit for {result.data['cidr']} revoked")
     return 0
 
 
 def cmd_sessions(ctx: Context) -> int:
-    a, now = ctx.args, ctx.now
-    with db.transaction(ctx.engine()) as session:
-        if a.sessions_command == "active":
-            rows = store.active_sessions(session, a.user, limit=a.limit)
-            ctx.emit({"sessions": [session_json(r) for r in rows]}, "\n".join(map(_session_line, rows)) or "(no active sessions)")
-        elif a.sessions_command == "who-had":
-            at = parse_time(a.at) if a.at else now
-            rows = store.who_had(session, a.ip, at)
-            text = "\n".join(map(_session_line, rows)) or f"nobody had {a.ip} at {at:%Y-%m-%d %H:%M:%S} UTC"
-            ctx.emit({"address": a.ip, "at": _iso(at), "sessions": [session_json(r) for r in rows]}, text)
-        else:
-            cutoff = now - parse_duration(a.older_than)
-            count = store.purge_sessions(session, cutoff, actor=a.actor, now=now)
-            ctx.emit(
-                {"deleted": count, "older_than": _iso(cutoff)},
-                f"deleted {count} session(s) that ended before {cutoff:%Y-%m-%d %H:%M} UTC",
-            )
+    a = ctx.args
+    desk = ctx.desk()
+    if a.sessions_command == "active":
+        data = desk.active_sessions(user=a.user, limit=a.limit)
+        ctx.emit(data, sessions_table(data["sessions"], "(no active sessions)"))
+    elif a.sessions_command == "who-had":
+        data = desk.who_had(a.ip, at=a.at)
+        ctx.emit(data, sessions_table(data["sessions"], f"nobody had {data['address']} at {_when(data['at'])} UTC"))
+    else:
+        result = desk.purge_sessions(older_than=a.older_than)
+        ctx.report(result, f"deleted {result.data['deleted']} session(s) that ended before {_when(result.data['older_than'])} UTC")
     return 0
 
 
 def cmd_mobile_mta(ctx: Context) -> int:
-    a, now = ctx.args, ctx.now
-    with db.transaction(ctx.engine()) as session:
-        if a.mobile_command == "add":
-            row = store.add_mobile_mta_block(session, a.cidr, carrier=a.carrier, actor=a.actor, now=now, note=a.note)
-            ctx.emit({"cidr": row.cidr, "carrier": row.carrier}, f"added mobile MTA block {row.cidr} ({row.carrier})")
-        else:
-            rows = store.list_mobile_mta_blocks(session)
-            ctx.emit(
-                {"blocks": [{"cidr": r.cidr, "carrier": r.carrier, "note": r.note} for r in rows]},
-                "\n".join(f"{r.cidr:20} {r.carrier}" for r in rows) or "(no blocks)",
-            )
+    a = ctx.args
+    desk = ctx.desk()
+    if a.mobile_command == "add":
+        result = desk.add_mobile_mta(a.cidr, carrier=a.carrier, note=a.note)
+        ctx.report(result, f"added mobile MTA block {result.data['cidr']} ({result.data['carrier']})")
+    elif a.mobile_command == "remove":
+        result = desk.remove_mobile_mta(a.cidr)
+        ctx.report(result, f"removed mobile MTA block {result.data['removed']['cidr']} ({result.data['removed']['carrier']})")
+    else:
+        data = desk.list_mobile_mta()
+        ctx.emit(
+            data, table(("block", "carrier", "note"), ((b["cidr"], b["carrier"], b["note"]) for b in data["blocks"]), "(no blocks)")
+        )
     return 0
 
 
-def explain_data(ctx: Context) -> tuple[Decision, dict[str, Any]]:
-    a, config = ctx.args, ctx.config
-    at = parse_time(a.at) if a.at else ctx.now
-    framed_ip = None
-    if a.framed_ip:
-        try:
-            framed_ip = ipaddress.ip_address(a.framed_ip)
-        except ValueError:
-            raise InvalidInput(f"--framed-ip {a.framed_ip!r} is not an IP address") from None
-    client = None
-    if a.nas:
-        client = config.client(a.nas)
-        if client is None:
-            known = ", ".join(c.name for c in config.clients) or "none configured"
-            raise InvalidInput(f"no NAS (client) named {a.nas!r} in {config.path} (known: {known})")
-    profile = a.profile or (client.profile if client else (config.clients[0].profile if config.clients else "generic"))
-    if profile not in profiles.BUILTIN_PROFILES and profile not in config.profiles:
-        raise InvalidInput(f"unknown profile {profile!r} (known: {', '.join([*profiles.BUILTIN_PROFILES, *config.profiles])})")
-    request = explain.request_for(a.user, framed_ip, client)
-    with db.transaction(ctx.engine()) as session:
-        subscriber, realm = store.policy_inputs(session, a.user)
-        mta = store.mobile_mta_networks(session)
-    found = explain.explain(config, profiles.FilterContext(config.filters, mta), profile, request, subscriber, realm, at)
-    decision, attrs, change = found.decision, found.accept, found.live_change
-    data = {
-        "username": a.user,
-        "known_subscriber": subscriber is not None,
-        "at": _iso(at),
-        "class": str(decision.filter_class),
-        "reason": decision.reason,
-        "reason_kind": decision.reason_kind,
-        "realm": decision.realm,
-        "msa_permits": [str(n) for n in decision.msa_permits],
-        "nas": client.name if client else None,
-        "profile": profile,
-        "attributes": [{"name": n, "value": v} for n, v in attrs],
-        "live_change": {"method": change.method, "nak_fallback": change.nak_fallback},
-    }
-    return decision, data
-
-
 def cmd_policy(ctx: Context) -> int:
-    decision, data = explain_data(ctx)
+    a = ctx.args
+    data = ctx.desk().explain(a.user, framed_ip=a.framed_ip, nas=a.nas, profile=a.profile, at=a.at)
     lines = [
-        f"{data['username']}: {decision.filter_class}",
-        f"  reason:     {decision.reason}",
+        f"{data['username']}: {data['class']}",
+        f"  reason:     {data['reason']}",
         f"  profile:    {data['profile']}" + (f" (NAS {data['nas']})" if data["nas"] else ""),
     ]
     if data["attributes"]:
@@ -436,11 +417,9 @@ def cmd_serve(ctx: Context) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     config = ctx.config
     if not config.clients:
-        raise InvalidInput(f"{config.path}: no [[clients]]: nothing could send us requests")
+        raise ConfigError(f"{config.path}: no [[clients]]: nothing could send us requests")
     if not config.upstreams:
-        raise InvalidInput(f"{config.path}: no [[upstreams]]: nowhere to relay requests")
-    if ctx.args.workers < 1:
-        raise UsageError("--workers must be at least 1")
+        raise ConfigError(f"{config.path}: no [[upstreams]]: nowhere to relay requests")
     engine = ctx.engine(check_schema=False)
     try:
         db.require_current_schema(engine)  # refuses an out-of-date schema, naming the fix
@@ -454,9 +433,11 @@ def cmd_serve(ctx: Context) -> int:
 
 def cmd_audit(ctx: Context) -> int:
     a = ctx.args
-    with db.transaction(ctx.engine()) as session:
-        target = store.username_key(a.user) if a.user else None
-        entries = store.audit_entries(session, target, limit=a.limit)
-        text = "\n".join(f"{e.at:%Y-%m-%d %H:%M:%S} {e.actor:12} {e.action:24} {e.target}" for e in entries)
-        ctx.emit({"entries": [audit_json(e) for e in entries]}, text or "(no entries)")
+    data = ctx.desk().audit(user=a.user, since=a.since, action=a.action, limit=a.limit)
+    text = table(
+        ("at", "actor", "action", "target", "reason", "change"),
+        ((_when(e["at"]), e["actor"], e["action"], e["target"], e["reason"], _changes(e["before"], e["after"])) for e in data["entries"]),
+        "(no entries)",
+    )
+    ctx.emit(data, text)
     return 0

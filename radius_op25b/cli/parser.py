@@ -1,5 +1,7 @@
 """The parser of `op25b` (README: "The op25b command"). It imports nothing heavy, so `op25b --help` and
-`--version` start at once: a command's module is imported when that command runs."""
+`--version` start at once: a command's module is imported when that command runs.
+
+The global options (-c/--config, --json, --actor) are accepted before or after the subcommand."""
 
 from __future__ import annotations
 
@@ -14,10 +16,14 @@ from radius_op25b.errors import UsageError
 
 JSON_HELP = "print JSON (a stable shape, documented in README.md)"
 CLASSES = tuple(c.value for c in FilterClass)
+MAX_ROWS = 1_000_000
 
 
 def default_actor() -> str:
-    return os.environ.get("SUDO_USER") or getpass.getuser()
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):  # a uid with no passwd entry (a container, DynamicUser=)
+        return f"uid:{os.getuid()}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,159 +33,224 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+def _count(low: int, high: int) -> type[int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high:,}")
+        return value
+
+    parse.__name__ = "number"
+    return parse  # type: ignore[return-value]
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """On the top parser with their defaults; on every subcommand without (argparse.SUPPRESS), so
+    a value given there overrides the top one and an absent one leaves it alone."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument(
+        "-c", "--config", default=default(None), metavar="PATH", help="config file (env OP25B_CONFIG; default ./op25b.toml)"
+    )
+    parser.add_argument("--json", action="store_true", default=default(False), help=JSON_HELP)
+    parser.add_argument(
+        "--actor", default=default(None), help="who makes the change, for the audit log (default: your OS user)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="op25b",
         description="RADIUS proxy that applies Outbound Port 25 Blocking (OP25B) per subscriber, "
         "and the tools support staff use to manage it.",
-        epilog="Exit status: 0 success, 1 operational error, 2 usage error.",
+        epilog="Exit status: 0 success, 1 operational error (not found, conflict, database down), "
+        "2 usage error (a malformed argument or value). Global options may also follow the subcommand.",
     )
-    p.add_argument("-c", "--config", help="config file (env OP25B_CONFIG; default ./op25b.toml)")
+    _global_options(p, top=True)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = _Parser(add_help=False)
+    _global_options(common, top=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    def json_flag(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--json", action="store_true", help=JSON_HELP)
+    def group(parent: argparse._SubParsersAction, name: str, text: str, dest: str, metavar: str) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+        q = parent.add_parser(name, help=text, description=text, parents=[common])
+        return q.add_subparsers(dest=dest, required=True, metavar=metavar, parser_class=_Parser)
 
-    def actor_flag(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--actor", default=default_actor(), help="who makes the change, for the audit log (default: your OS user)")
+    def leaf(parent: argparse._SubParsersAction, name: str, text: str, func: str, **kw: str) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+        q = parent.add_parser(name, help=text, description=kw.get("description", text), parents=[common])
+        q.set_defaults(func=func)
+        return q
 
-    q = sub.add_parser("init", help="write an example config and create the embedded database")
+    def live(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--at-next-login",
+            action="store_true",
+            help="do not push the change to open sessions (no CoA, no Disconnect): it applies when the customer next logs in",
+        )
+
+    def limit(q: argparse.ArgumentParser, default: int) -> None:
+        q.add_argument("--limit", type=_count(1, MAX_ROWS), default=default, metavar="N", help=f"at most N rows (default {default})")
+
+    q = leaf(sub, "init", "write an example config and create the embedded database", "cmd_init")
     q.add_argument("--force", action="store_true", help="overwrite an existing config file")
-    q.set_defaults(func="cmd_init", json=False)
 
-    q = sub.add_parser("serve", help="run the proxy (SIGHUP reloads the config, SIGTERM drains)")
+    q = leaf(sub, "serve", "run the proxy (SIGHUP reloads the config, SIGTERM drains)", "cmd_serve")
     q.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     q.add_argument(
         "--workers",
-        type=int,
+        type=_count(1, 64),
         default=1,
         metavar="N",
         help="processes sharing the ports (SO_REUSEPORT); worker K serves metrics on the metrics port + K",
     )
-    q.set_defaults(func="cmd_serve", json=False)
 
-    q = sub.add_parser("db", help="database migrations")
-    dbs = q.add_subparsers(dest="db_command", required=True, metavar="upgrade|current", parser_class=_Parser)
-    for name, text in (("upgrade", "apply every pending migration"), ("current", "show the schema revision and the head")):
-        r = dbs.add_parser(name, help=text)
-        json_flag(r)
-    q.set_defaults(func="cmd_db")
+    dbs = group(sub, "db", "database migrations", "db_command", "upgrade|current")
+    leaf(dbs, "upgrade", "apply every pending migration", "cmd_db")
+    leaf(dbs, "current", "show the schema revision and the head", "cmd_db")
 
-    q = sub.add_parser("subscriber", help="add, change and inspect subscribers")
-    ss = q.add_subparsers(dest="subscriber_command", required=True, metavar="ACTION", parser_class=_Parser)
-    r = ss.add_parser("add", help="add a subscriber (dynamic unless --static)")
+    ss = group(sub, "subscriber", "add, change and inspect subscribers", "subscriber_command", "ACTION")
+    r = leaf(ss, "add", "add a subscriber (dynamic unless --static)", "cmd_subscriber")
     r.add_argument("user", help="User-Name as the NAS sends it (case-insensitive)")
     r.add_argument("--realm", help="ISP / wholesale partner realm (default: the part after @)")
-    r.add_argument("--static", nargs="+", metavar="IP", help="static IP address(es): never filtered")
+    r.add_argument("--static", nargs="+", metavar="IP", help="static IP address(es): never filtered; one owner per address")
     r.add_argument("--class", dest="cls", choices=CLASSES, help="class override")
     r.add_argument("--note")
-    actor_flag(r)
-    json_flag(r)
-    r = ss.add_parser("show", help="one subscriber with its exemptions")
+    live(r)
+    r = leaf(ss, "show", "one subscriber with its exemptions and open sessions", "cmd_subscriber")
     r.add_argument("user")
-    json_flag(r)
-    r = ss.add_parser("list", help="subscribers, by username")
+    r = leaf(ss, "list", "subscribers, by username, a page at a time", "cmd_subscriber")
     r.add_argument("--realm")
-    r.add_argument("--limit", type=int, default=1000)
-    json_flag(r)
-    r = ss.add_parser("set-static", help="static IP upgrade: removes the filter")
+    limit(r, 1000)
+    r.add_argument("--offset", type=_count(0, 1_000_000_000), default=0, metavar="K", help="skip the first K (default 0)")
+    r = leaf(ss, "find", "who has an address: its static owner, the open session, the last session", "cmd_subscriber")
+    r.add_argument("--ip", required=True, metavar="ADDR", help="an IPv4 or IPv6 address")
+    r = leaf(ss, "set-static", "static IP upgrade: removes the filter", "cmd_subscriber")
     r.add_argument("user")
     r.add_argument("ips", nargs="+", metavar="IP")
-    actor_flag(r)
-    json_flag(r)
-    r = ss.add_parser("set-dynamic", help="back to a dynamic IP: the filter applies again")
+    live(r)
+    r = leaf(ss, "set-dynamic", "back to a dynamic IP: the filter applies again", "cmd_subscriber")
     r.add_argument("user")
-    actor_flag(r)
-    json_flag(r)
-    r = ss.add_parser("set-class", help="override the class, or `default` to follow realm/policy")
+    live(r)
+    r = leaf(ss, "set-class", "override the class, or `default` to follow realm/policy", "cmd_subscriber")
     r.add_argument("user")
     r.add_argument("cls", choices=(*CLASSES, "default"), metavar="CLASS", help="full, mobile, none or default")
-    actor_flag(r)
-    json_flag(r)
-    r = ss.add_parser("exempt", help="grant an exemption (no filter) with a reason and an expiry")
+    live(r)
+    r = leaf(ss, "set-note", "replace the note (an empty TEXT clears it); pushes nothing", "cmd_subscriber")
+    r.add_argument("user")
+    r.add_argument("text", metavar="TEXT")
+    r = leaf(ss, "set-realm", "move to another realm, or `default` for the part after @", "cmd_subscriber")
+    r.add_argument("user")
+    r.add_argument("realm", metavar="REALM")
+    live(r)
+    r = leaf(ss, "delete", "delete a subscriber and its exemptions; open sessions get the default policy", "cmd_subscriber")
+    r.add_argument("user")
+    r.add_argument("--reason", required=True, help="why, for the audit log")
+    live(r)
+    r = leaf(
+        ss,
+        "exempt",
+        "grant the exemption (no filter), with a reason and an end",
+        "cmd_subscriber",
+        description="Grant the one active exemption of a subscriber (no port-25 filter). It needs an end: "
+        "--until (a date means the end of that day, UTC), --for, or an explicit --permanent. "
+        "policy.max_exemption caps the length. Exempting again is refused; --extend moves the end.",
+    )
     r.add_argument("user")
     r.add_argument("--reason", required=True)
-    r.add_argument("--until", metavar="ISO-DATE", help="last day (UTC) or exact time of the exemption")
-    r.add_argument("--for", dest="for_", metavar="DURATION", help="e.g. 30d, 12h, 2w")
-    actor_flag(r)
-    json_flag(r)
-    r = ss.add_parser("unexempt", help="end the active exemption now")
+    end = r.add_mutually_exclusive_group(required=True)
+    end.add_argument("--until", metavar="ISO-DATE", help="last day (UTC), or an exact ISO time, of the exemption")
+    end.add_argument("--for", dest="for_", metavar="DURATION", help="from now: e.g. 30d, 12h, 2w")
+    end.add_argument("--permanent", action="store_true", help="no end (refused when policy.max_exemption is set)")
+    r.add_argument("--extend", action="store_true", help="move the end of the active exemption instead")
+    live(r)
+    r = leaf(ss, "unexempt", "end the active exemption now", "cmd_subscriber")
     r.add_argument("user")
     r.add_argument("--reason", required=True)
-    actor_flag(r)
-    json_flag(r)
-    r = ss.add_parser("import", help="add subscribers from a CSV file, all or nothing")
-    r.add_argument("file", help="CSV: username,realm,ip_type,static_addresses,class,note")
-    actor_flag(r)
-    json_flag(r)
-    q.set_defaults(func="cmd_subscriber")
+    live(r)
+    r = leaf(
+        ss,
+        "import",
+        "add (or with --update, change) subscribers from a CSV file, all or nothing",
+        "cmd_subscriber",
+        description="Columns by header name: username (required), realm, ip_type (dynamic|static), "
+        "static_addresses (space-separated), class (full|mobile|none), note. The delimiter (, ; tab |) "
+        "is detected. Nothing is written unless every line is accepted.",
+    )
+    r.add_argument("file", metavar="FILE", help="the CSV file, or - for standard input")
+    r.add_argument("--dry-run", action="store_true", help="say what would be added, changed and refused, by line; write nothing")
+    r.add_argument("--update", action="store_true", help="change subscribers that exist (the file's columns only)")
+    r.add_argument(
+        "--no-header",
+        action="store_true",
+        help="the file has no header: columns in the order username,realm,ip_type,static_addresses,class,note",
+    )
+    live(r)
 
-    q = sub.add_parser("realm", help="ISP / wholesale-partner realms and their MSA(25) permits")
-    rs = q.add_subparsers(dest="realm_command", required=True, metavar="ACTION", parser_class=_Parser)
-    r = rs.add_parser("add", help="add a realm")
+    es = group(sub, "exemptions", "active exemptions across subscribers", "exemptions_command", "list")
+    r = leaf(es, "list", "active exemptions, soonest end first", "cmd_exemptions")
+    r.add_argument("--expiring-within", metavar="DURATION", help="only those ending within e.g. 7d")
+
+    rs = group(sub, "realm", "ISP / wholesale-partner realms and their MSA(25) permits", "realm_command", "ACTION")
+    r = leaf(rs, "add", "add a realm", "cmd_realm")
     r.add_argument("name")
     r.add_argument("--class", dest="cls", choices=CLASSES, help="the realm's default class")
     r.add_argument("--model", choices=("A", "B", "C"), help="JEAG ISP model")
     r.add_argument("--filter-name", help="the partner's own named full filter (default: FULL-NAME-REALM)")
     r.add_argument("--note")
-    actor_flag(r)
-    json_flag(r)
-    r = rs.add_parser("show", help="one realm with its permits")
+    live(r)
+    r = leaf(rs, "show", "one realm with its permits", "cmd_realm")
     r.add_argument("name")
-    json_flag(r)
-    r = rs.add_parser("list", help="all realms")
-    json_flag(r)
-    r = rs.add_parser("permit-msa", help="permit port 25 to a partner's MSA(25) block until a date")
+    leaf(rs, "list", "all realms", "cmd_realm")
+    r = leaf(rs, "delete", "delete a realm with no subscribers (its permits go with it)", "cmd_realm")
+    r.add_argument("name")
+    live(r)
+    r = leaf(rs, "permit-msa", "permit port 25 to a partner's MSA(25) block until a date", "cmd_realm")
     r.add_argument("name")
     r.add_argument("cidr")
     r.add_argument("--until", required=True, metavar="ISO-DATE", help="last day (UTC) of the permit")
-    actor_flag(r)
-    json_flag(r)
-    q.set_defaults(func="cmd_realm")
+    live(r)
+    r = leaf(rs, "revoke-msa", "end a partner's MSA(25) permit now", "cmd_realm")
+    r.add_argument("name")
+    r.add_argument("cidr")
+    live(r)
 
-    q = sub.add_parser("sessions", help="sessions from accounting: who is online, who had an address")
-    ss2 = q.add_subparsers(dest="sessions_command", required=True, metavar="ACTION", parser_class=_Parser)
-    r = ss2.add_parser("active", help="open sessions")
+    ss2 = group(sub, "sessions", "sessions from accounting: who is online, who had an address", "sessions_command", "ACTION")
+    r = leaf(ss2, "active", "open sessions", "cmd_sessions")
     r.add_argument("--user")
-    r.add_argument("--limit", type=int, default=1000)
-    json_flag(r)
-    r = ss2.add_parser("who-had", help="who held an IPv4 address, or an IPv6 address inside a prefix, at a time")
+    limit(r, 1000)
+    r = leaf(ss2, "who-had", "who held an IPv4 address, or an IPv6 address inside a prefix, at a time", "cmd_sessions")
     r.add_argument("ip", metavar="IP")
     r.add_argument("--at", metavar="TIME", help="ISO time, UTC unless it has an offset (default: now)")
-    json_flag(r)
-    r = ss2.add_parser("purge", help="delete sessions that ended long ago")
+    r = leaf(ss2, "purge", "delete sessions that ended long ago", "cmd_sessions")
     r.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 180d")
-    actor_flag(r)
-    json_flag(r)
-    q.set_defaults(func="cmd_sessions")
 
-    q = sub.add_parser("mobile-mta", help="mobile carriers' mail server blocks (the `mobile` class)")
-    ms = q.add_subparsers(dest="mobile_command", required=True, metavar="ACTION", parser_class=_Parser)
-    r = ms.add_parser("add", help="add a block")
+    ms = group(sub, "mobile-mta", "mobile carriers' mail server blocks (the `mobile` class)", "mobile_command", "ACTION")
+    r = leaf(ms, "add", "add a block", "cmd_mobile_mta")
     r.add_argument("cidr")
     r.add_argument("--carrier", required=True)
     r.add_argument("--note")
-    actor_flag(r)
-    json_flag(r)
-    r = ms.add_parser("list", help="all blocks")
-    json_flag(r)
-    q.set_defaults(func="cmd_mobile_mta")
+    live(r)
+    r = leaf(ms, "remove", "remove a block", "cmd_mobile_mta")
+    r.add_argument("cidr")
+    live(r)
+    leaf(ms, "list", "all blocks", "cmd_mobile_mta")
 
-    q = sub.add_parser("policy", help="explain decisions")
-    ps = q.add_subparsers(dest="policy_command", required=True, metavar="explain", parser_class=_Parser)
-    r = ps.add_parser("explain", help="the class, the reason and the attributes a login would get")
+    ps = group(sub, "policy", "explain decisions", "policy_command", "explain")
+    r = leaf(ps, "explain", "the class, the reason and the attributes a login would get", "cmd_policy")
     r.add_argument("user")
     r.add_argument("--framed-ip", metavar="IP", help="the Framed-IP-Address of the Accept (static pools)")
     r.add_argument("--nas", metavar="NAME", help="the client (NAS) name from the config: its profile and enforcement")
     r.add_argument("--profile", help="render for this profile instead of the NAS's")
     r.add_argument("--at", metavar="TIME", help="decide as of this ISO time (default: now)")
-    json_flag(r)
-    q.set_defaults(func="cmd_policy")
 
-    q = sub.add_parser("audit", help="the change log")
+    q = leaf(sub, "audit", "the change log, newest last", "cmd_audit")
     q.add_argument("--user", help="only changes to this subscriber")
-    q.add_argument("--limit", type=int, default=200)
-    json_flag(q)
-    q.set_defaults(func="cmd_audit")
+    q.add_argument("--since", metavar="TIME", help="only changes at or after this ISO time (UTC unless it has an offset)")
+    q.add_argument("--action", help="only this action (e.g. subscriber.exempt) or group (e.g. subscriber)")
+    limit(q, 200)
     return p

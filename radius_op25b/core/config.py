@@ -15,12 +15,14 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from radius_op25b.core.decision import FilterClass, IPNetwork, Settings
+from radius_op25b.core.inputs import parse_duration
 from radius_op25b.core.profiles import BUILTIN_PROFILES, CustomProfile, FilterNames
-from radius_op25b.errors import ConfigError
+from radius_op25b.errors import ConfigError, InvalidInput
 
 DEFAULT_CONFIG_PATH = "op25b.toml"
 DEFAULT_DATABASE_URL = "sqlite:///op25b.db"
@@ -158,6 +160,7 @@ class Config:
     source_address: str | None = None  # None: the auth listener's address (proxy/server.py)
     spool_dir: str = "op25b-spool"  # accounting records wait here until the database has them
     spool_max_bytes: int = 1 << 30
+    max_exemption: timedelta | None = None  # policy.max_exemption: the longest exemption an agent may grant
 
     def client(self, name: str) -> ClientConfig | None:
         return next((c for c in self.clients if c.name == name), None)
@@ -214,6 +217,7 @@ SCHEMA: Mapping[str, Table] = {
                 Key("default_class", "full | mobile | none", "full"),
                 Key("on_database_error", "default | none", "default"),
                 Key("static_pools", "list of CIDRs", "[]"),
+                Key("max_exemption", "duration (90m, 12h, 30d, 2w): the longest exemption; also forbids --permanent", "no cap"),
             ),
         ),
         Table(
@@ -455,6 +459,12 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
             raise server.error("source_address", f"{source_address!r} is not an IP address") from None
 
     pol = table("policy")
+    max_exemption = None
+    if "max_exemption" in pol.table:
+        try:
+            max_exemption = parse_duration(pol.get("max_exemption", str))
+        except InvalidInput as exc:
+            raise pol.error("max_exemption", str(exc)) from None
     pools_text = pol.get("static_pools", list, [])
     policy = Settings(
         default_class=_filter_class(pol, "default_class", FilterClass.FULL),
@@ -571,6 +581,7 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         auth_budget=auth_budget,
         acct_budget=acct_budget,
         policy=policy,
+        max_exemption=max_exemption,
         filters=filters,
         clients=tuple(clients),
         upstreams=tuple(upstreams),

@@ -66,3 +66,18 @@ def explain(
         profiles.coa_attributes_for(profile, decision, ctx, config.profiles),
         profiles.live_change_for(profile, config.profiles),
     )
+
+
+def push_method(found: Explanation, class_applied: str | None) -> str:
+    """How a live session is moved to `found`: "coa", "disconnect", or "none" when only a
+    Disconnect could change it and its class stays what it is (the push worker sends nothing)."""
+    if found.coa is not None:
+        return "coa"
+    return "none" if str(found.decision.filter_class) == class_applied else "disconnect"
+
+
+def disconnect_reason(found: Explanation) -> str:
+    """Why a change reaches a session on this profile by Disconnect, in the words of the desk."""
+    if found.live_change.method == "disconnect":
+        return f"profile {found.profile} changes filters only by Disconnect"
+    return f"profile {found.profile} has no CoA remove"

@@ -102,6 +102,7 @@ class LiveSession:
 class PushTask:
     job_id: int
     attempts: int
+    cause: str  # the audited change that queued it
     session: LiveSession
     subscriber: d.Subscriber | None
     realm: d.Realm | None
@@ -197,7 +198,7 @@ class PushWorker:
                 if row is None:
                     continue
                 subscriber, realm = store.policy_inputs(session, row.username)
-                tasks.append(PushTask(job.id, job.attempts, LiveSession.of(row), subscriber, realm))
+                tasks.append(PushTask(job.id, job.attempts, job.cause, LiveSession.of(row), subscriber, realm))
         return tasks
 
     async def _run(self) -> None:
@@ -237,11 +238,12 @@ class PushWorker:
         level = logging.INFO if outcome.ok else logging.WARNING
         log.log(
             level,
-            "push %s to %s session %s (%s): %s%s%s",
+            "push %s to %s session %s (%s) for %s: %s%s%s",
             outcome.method or "-",
             task.session.username,
             task.session.acct_session_id,
             task.session.nas_name,
+            task.cause,
             outcome.result,
             f" Error-Cause {outcome.error_cause}" if outcome.error_cause else "",
             f"; retry in {retry.total_seconds():.0f}s" if retry else "",
@@ -274,15 +276,16 @@ class PushWorker:
             return Outcome(True, "session-ended", None)
         client = self._client_for(s)
         if client is None:
-            return Outcome(False, "no-nas", None, detail=f"no client for NAS {s['nas_name']} ({s['nas_address']})")
+            return Outcome(False, "no-nas", None, detail=f"no client for NAS {s.nas_name} ({s.nas_address})")
         framed = ipaddress.ip_address(s.framed_ip) if s.framed_ip else None
         request = explain.request_for(s.username, framed, client)
         found = explain.explain(self.config, self.ctx_source(), client.profile, request, task.subscriber, task.realm, self.now())
         decision, change, coa = found.decision, found.live_change, found.coa
         new_class = str(decision.filter_class)
-        if coa is None:
-            if new_class == s.class_applied:
-                return Outcome(True, "unchanged", None, detail="class unchanged; no Disconnect needed", class_applied=new_class)
+        method = explain.push_method(found, s.class_applied)  # what the desk told the agent
+        if method == "none":
+            return Outcome(True, "unchanged", None, detail="class unchanged; no Disconnect needed", class_applied=new_class)
+        if method == "disconnect" or coa is None:
             return await self._disconnect(client, s, new_class)
         code, cause = await self._send(COA_REQUEST, client, s, named.encode(coa))
         if code == COA_ACK:

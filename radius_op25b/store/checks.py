@@ -1,10 +1,11 @@
-"""Limits and validation of operator input, shared by the CLI and the CSV import."""
+"""Limits and validation of operator input, shared by the CLI, the web face and the CSV import.
+
+The value checks themselves are core/inputs.py (pure); this module adds the store's own."""
 
 from __future__ import annotations
 
-import ipaddress
-
 from radius_op25b.core import decision as d
+from radius_op25b.core.inputs import check_address, check_cidr, check_realm_name, check_username  # noqa: F401
 from radius_op25b.errors import InvalidInput
 
 IP_TYPES = ("dynamic", "static")
@@ -14,36 +15,10 @@ CLASSES = tuple(c.value for c in d.FilterClass)
 
 def realm_for(username: str, realm: str | None) -> str | None:
     """The realm given, else the one in `user@realm`; always lower-cased."""
-    chosen = (realm or "").strip() or d.realm_of(username)
+    if realm is not None and realm.strip():
+        return check_realm_name(realm)
+    chosen = d.realm_of(username)
     return chosen.lower() if chosen else None
-
-
-# --- validation of operator input (shared by CLI and CSV import) --------------------------------
-
-
-def check_username(username: str) -> str:
-    name = username.strip()
-    if not name:
-        raise InvalidInput("username is empty")
-    if len(name.encode()) > 253:
-        raise InvalidInput(f"username {name[:40]!r}... is longer than 253 octets (RFC 2865 §5.1)")
-    if any(ord(ch) < 32 for ch in name):
-        raise InvalidInput(f"username {name!r} contains control characters")
-    return name
-
-
-def check_address(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text.strip()))
-    except ValueError:
-        raise InvalidInput(f"{text!r} is not an IP address") from None
-
-
-def check_cidr(text: str) -> str:
-    try:
-        return str(ipaddress.ip_network(text.strip(), strict=True))
-    except ValueError as exc:
-        raise InvalidInput(f"{text!r} is not a CIDR block ({exc})") from None
 
 
 def check_class(text: str) -> str:

@@ -20,6 +20,20 @@ from radius_op25b.store.models import (
     UTCDateTime,
 )
 
+HOLD_KEY = "op25b.hold_pushes"  # session.info: this transaction's changes wait for the next login
+QUEUED_KEY = "op25b.queued_sessions"  # session.info: ids of the open sessions this transaction touched
+
+
+def hold_pushes(session: Session) -> None:
+    """The changes of this transaction apply when each customer next logs in: open sessions are
+    still listed by `affected_sessions`, but no CoA or Disconnect is queued (--at-next-login)."""
+    session.info[HOLD_KEY] = True
+
+
+def affected_sessions(session: Session) -> list[int]:
+    """The open sessions the changes of this transaction reach (queued, or held), by id, once each."""
+    return list(dict.fromkeys(session.info.get(QUEUED_KEY, ())))
+
 
 def queue_pushes(
     session: Session, *, cause: str, now: datetime, username: str | None = None, realm: str | None = None, mobile: bool = False
@@ -41,8 +55,12 @@ def queue_pushes(
 
 
 def _add_jobs(session: Session, sessions: Iterable[Any], cause: str, now: datetime) -> None:
-    """One pending push per (session id, username key)."""
-    for session_id, key in sessions:
+    """One pending push per (session id, username key), unless this transaction holds them."""
+    rows = list(sessions)
+    session.info.setdefault(QUEUED_KEY, []).extend(session_id for session_id, _ in rows)
+    if session.info.get(HOLD_KEY):
+        return
+    for session_id, key in rows:
         session.add(
             CoaJob(
                 session_id=session_id,

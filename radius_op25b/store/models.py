@@ -81,6 +81,22 @@ class Subscriber(Base):
     exemptions: Mapped[list[Exemption]] = relationship(
         back_populates="subscriber", order_by="Exemption.id", cascade="all, delete-orphan"
     )
+    owned_addresses: Mapped[list[StaticAddress]] = relationship(
+        back_populates="subscriber", order_by="StaticAddress.address", cascade="all, delete-orphan"
+    )
+
+
+class StaticAddress(Base):
+    """Who owns a static address: one subscriber per address (the unique key says so on both
+    backends, also between two agents at once). `Subscriber.static_addresses` stays the list the
+    decision reads; store/subscribers.py writes both in the same transaction."""
+
+    __tablename__ = "static_addresses"
+
+    address: Mapped[str] = mapped_column(String(45), primary_key=True)  # ipaddress' canonical text
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="owned_addresses")
 
 
 class Exemption(Base):
@@ -221,5 +237,6 @@ class AuditLog(Base):
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(253), index=True)  # lower-cased username or realm
+    reason: Mapped[str | None] = mapped_column(Text)  # the --reason given, or the import's file
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)

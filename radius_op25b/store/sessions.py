@@ -110,6 +110,18 @@ def who_had(session: Session, address: str, at: datetime) -> Sequence[AcctSessio
     return session.scalars(select(AcctSession).where(where, during).order_by(AcctSession.started_at)).all()
 
 
+def last_session_with(session: Session, address: str) -> AcctSession | None:
+    """The session that most recently started holding `address` (open or ended)."""
+    ip = ipaddress.ip_address(check_address(address))
+    if isinstance(ip, ipaddress.IPv4Address):
+        where = AcctSession.framed_ip == str(ip)
+    else:
+        candidates = _prefix_candidates(ip)
+        where = AcctSession.framed_ipv6_prefix.in_(candidates) | AcctSession.delegated_ipv6_prefix.in_(candidates)
+    query = select(AcctSession).where(where).order_by(AcctSession.started_at.desc(), AcctSession.id.desc()).limit(1)
+    return session.scalars(query).first()
+
+
 def purge_sessions(session: Session, older_than: datetime, *, actor: str, now: datetime) -> int:
     """Delete sessions that stopped before `older_than` (their CoA jobs go with them)."""
     doomed = select(AcctSession.id).where(AcctSession.stopped_at.is_not(None), AcctSession.stopped_at < older_than)

@@ -507,6 +507,6 @@ def test_sessions_purge_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     out: list[str] = []
     assert main(["-c", str(config), "sessions", "purge", "--older-than", "180d", "--json"], out=out.append) == 0
     assert json.loads(out[0])["deleted"] == 1  # the open one stays, however old
-    assert main(["-c", str(config), "sessions", "who-had", "not-an-ip"]) == 1
+    assert main(["-c", str(config), "sessions", "who-had", "not-an-ip"]) == 2  # a malformed value
     assert "is not an IP address" in capsys.readouterr().err
     engine.dispose()
