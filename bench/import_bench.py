@@ -1,6 +1,10 @@
 """Scale benchmark: import N subscribers into PostgreSQL with the real `op25b subscriber import`,
 then time `policy explain` lookups and show that a lookup by username is an index lookup.
 
+The import is the whole of store/imports.py: parse_import (the file has a header, read by
+name), plan_import against the database, apply_import by COPY: the subscribers, who owns each
+static address, and one audit row per subscriber. The run checks all three counts afterwards.
+
     python bench/import_bench.py [--rows 1000000] [--database-url URL] [--keep]
 
 Without --database-url it drops and recreates a scratch database `op25b_bench` on
@@ -91,6 +95,7 @@ class Mix:
     rows: int = 0
     dynamic: int = 0
     static: int = 0
+    static_addresses: int = 0  # addresses in all (some static subscribers have two)
     class_override: int = 0
     explicit_realm: int = 0
     no_at_sign: int = 0
@@ -136,6 +141,7 @@ def generate_csv(path: Path, rows: int, rng: random.Random) -> tuple[list[str], 
                 if rng.random() < 0.2:
                     statics += f" 2001:0db8:0000:0000:0000:0000:{(i >> 16) & 0xFFFF:04x}:{i & 0xFFFF:04x}"
                 mix.static += 1
+                mix.static_addresses += len(statics.split())
             else:
                 mix.dynamic += 1
             if kind > 0.8:
@@ -260,6 +266,8 @@ class Figures:
     import_s: float = 0.0
     import_peak_rss_mib: float = 0.0
     counted: int = 0
+    owned_addresses: int = 0  # rows of static_addresses
+    audited: int = 0  # subscriber.import rows of audit_log
     table_size: str = ""
     index_size: str = ""
     cli_ms: list[float] = field(default_factory=list)
@@ -295,12 +303,21 @@ def run(args: argparse.Namespace, url: str, engine: Engine, tmp: Path) -> Figure
     figures.import_s, out = run_cli(config_path, "subscriber", "import", str(csv_path))
     # ru_maxrss is the largest child so far (KiB on Linux); the import dwarfs the small commands.
     figures.import_peak_rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"  {out.strip()} in {figures.import_s:.1f} s ({args.rows / figures.import_s:,.0f} rows/s)")
+    print(f"  {'; '.join(out.strip().splitlines())} in {figures.import_s:.1f} s ({args.rows / figures.import_s:,.0f} rows/s)")
 
     with db.transaction(engine) as session:
         figures.counted = store.count_subscribers(session)
     if figures.counted != args.rows:
         raise SystemExit(f"the database holds {figures.counted:,} subscribers, expected {args.rows:,}")
+    with engine.connect() as conn:
+        figures.owned_addresses = int(conn.scalar(text("SELECT count(*) FROM static_addresses")) or 0)
+        figures.audited = int(conn.scalar(text("SELECT count(*) FROM audit_log WHERE action = 'subscriber.import'")) or 0)
+    if figures.owned_addresses != figures.mix.static_addresses:
+        raise SystemExit(f"static_addresses holds {figures.owned_addresses:,} rows, expected {figures.mix.static_addresses:,}")
+    if figures.audited != args.rows:
+        raise SystemExit(
+            f"the audit log has {figures.audited:,} subscriber.import rows, expected one per subscriber ({args.rows:,})"
+        )
     with engine.connect() as conn:
         figures.table_size = str(conn.scalar(text("SELECT pg_size_pretty(pg_table_size('subscribers'))")))
         figures.index_size = str(conn.scalar(text(f"SELECT pg_size_pretty(pg_relation_size('{SUBSCRIBER_INDEX}'))")))
@@ -392,7 +409,8 @@ def summary_markdown(f: Figures) -> str:
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in f.facts.items()),
         "",
-        f"Input: {f.rows:,} rows, {f.csv_bytes / 2**20:.0f} MiB CSV: {m.dynamic:,} dynamic, {m.static:,} static, "
+        f"Input: {f.rows:,} rows, {f.csv_bytes / 2**20:.0f} MiB CSV: {m.dynamic:,} dynamic, {m.static:,} static "
+        f"({m.static_addresses:,} addresses), "
         f"{m.class_override:,} with a class override, {m.explicit_realm:,} with a realm column "
         f"({m.no_at_sign:,} bare names), {m.notes:,} notes; realms "
         + ", ".join(f"{r} {n:,}" for r, n in m.per_realm.items())
@@ -405,7 +423,10 @@ def summary_markdown(f: Figures) -> str:
             f"({f.rows / f.import_s:,.0f} rows/s; target < 120 s: {'met' if f.import_s < 120 else 'NOT met'}) |"
         ),
         f"| import peak RSS | {f.import_peak_rss_mib:,.0f} MiB |",
-        f"| rows in the database afterwards | {f.counted:,} |",
+        (
+            f"| rows in the database afterwards | {f.counted:,} subscribers, {f.owned_addresses:,} owned static addresses, "
+            f"{f.audited:,} audit rows |"
+        ),
         f"| subscribers table / {SUBSCRIBER_INDEX} size | {f.table_size} / {f.index_size} |",
         (
             f"| `op25b policy explain USER --nas bng1`, new process each | median {cli_median:.0f} ms, "

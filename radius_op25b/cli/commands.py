@@ -230,10 +230,7 @@ def cmd_subscriber(ctx: Context) -> int:
         subs = data["subscribers"]
         text = table(
             ("username", "realm", "ip type", "class", "exempt"),
-            (
-                (s["username"], s["realm"], s["ip_type"], s["class_override"] or "default", _exempt(s["exemptions"]))
-                for s in subs
-            ),
+            ((s["username"], s["realm"], s["ip_type"], s["class_override"] or "default", _exempt(s["exemptions"])) for s in subs),
             "(no subscribers)",
         )
         if subs or data["total"]:
@@ -248,7 +245,9 @@ def cmd_subscriber(ctx: Context) -> int:
         data = desk.find_ip(a.ip)
         lines = [f"{data['address']}:", f"  static owner: {data['static_owner'] or 'nobody'}"]
         opened = data["open_sessions"]
-        lines.append("  open session: " + (", ".join(f"{s['username']} on {s['nas']}/{s['acct_session_id']}" for s in opened) or "none"))
+        lines.append(
+            "  open session: " + (", ".join(f"{s['username']} on {s['nas']}/{s['acct_session_id']}" for s in opened) or "none")
+        )
         last = data["last_session"]
         lines.append(
             "  last session: "
@@ -274,7 +273,9 @@ def cmd_subscriber(ctx: Context) -> int:
         ctx.report(result, f"{result.data['username']}: class {result.data['class_override'] or 'default'}")
     elif command == "set-note":
         result = desk.set_note(a.user, a.text)
-        ctx.report(result, f"{result.data['username']}: note " + (repr(result.data["note"]) if result.data["note"] else "cleared"))
+        ctx.report(
+            result, f"{result.data['username']}: note " + (repr(result.data["note"]) if result.data["note"] else "cleared")
+        )
     elif command == "set-realm":
         result = desk.set_realm(a.user, None if a.realm == "default" else a.realm)
         ctx.report(result, f"{result.data['username']}: realm {result.data['realm'] or '(none)'}")
@@ -366,7 +367,9 @@ def cmd_sessions(ctx: Context) -> int:
         ctx.emit(data, sessions_table(data["sessions"], f"nobody had {data['address']} at {_when(data['at'])} UTC"))
     else:
         result = desk.purge_sessions(older_than=a.older_than)
-        ctx.report(result, f"deleted {result.data['deleted']} session(s) that ended before {_when(result.data['older_than'])} UTC")
+        ctx.report(
+            result, f"deleted {result.data['deleted']} session(s) that ended before {_when(result.data['older_than'])} UTC"
+        )
     return 0
 
 
@@ -382,7 +385,8 @@ def cmd_mobile_mta(ctx: Context) -> int:
     else:
         data = desk.list_mobile_mta()
         ctx.emit(
-            data, table(("block", "carrier", "note"), ((b["cidr"], b["carrier"], b["note"]) for b in data["blocks"]), "(no blocks)")
+            data,
+            table(("block", "carrier", "note"), ((b["cidr"], b["carrier"], b["note"]) for b in data["blocks"]), "(no blocks)"),
         )
     return 0
 
@@ -436,7 +440,10 @@ def cmd_audit(ctx: Context) -> int:
     data = ctx.desk().audit(user=a.user, since=a.since, action=a.action, limit=a.limit)
     text = table(
         ("at", "actor", "action", "target", "reason", "change"),
-        ((_when(e["at"]), e["actor"], e["action"], e["target"], e["reason"], _changes(e["before"], e["after"])) for e in data["entries"]),
+        (
+            (_when(e["at"]), e["actor"], e["action"], e["target"], e["reason"], _changes(e["before"], e["after"]))
+            for e in data["entries"]
+        ),
         "(no entries)",
     )
     ctx.emit(data, text)

@@ -58,9 +58,7 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "-c", "--config", default=default(None), metavar="PATH", help="config file (env OP25B_CONFIG; default ./op25b.toml)"
     )
     parser.add_argument("--json", action="store_true", default=default(False), help=JSON_HELP)
-    parser.add_argument(
-        "--actor", default=default(None), help="who makes the change, for the audit log (default: your OS user)"
-    )
+    parser.add_argument("--actor", default=default(None), help="who makes the change, for the audit log (default: your OS user)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     def limit(q: argparse.ArgumentParser, default: int) -> None:
-        q.add_argument("--limit", type=_count(1, MAX_ROWS), default=default, metavar="N", help=f"at most N rows (default {default})")
+        q.add_argument(
+            "--limit", type=_count(1, MAX_ROWS), default=default, metavar="N", help=f"at most N rows (default {default})"
+        )
 
     q = leaf(sub, "init", "write an example config and create the embedded database", "cmd_init")
     q.add_argument("--force", action="store_true", help="overwrite an existing config file")

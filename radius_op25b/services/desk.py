@@ -155,7 +155,9 @@ def live_lines(pushes: Sequence[LivePush]) -> list[str]:
         elif method == "none":
             lines.append(f"{sessions} {'needs' if n == 1 else 'need'} no push (the filter stays as it is)")
         elif method == "next-login":
-            lines.append(f"{sessions} {'keeps its' if n == 1 else 'keep their'} current filter until the next login (--at-next-login)")
+            lines.append(
+                f"{sessions} {'keeps its' if n == 1 else 'keep their'} current filter until the next login (--at-next-login)"
+            )
         else:
             lines.append(f"{sessions} cannot be pushed ({why}): the change applies at the next login")
     return lines
@@ -475,7 +477,9 @@ class Desk:
 
     def list_mobile_mta(self) -> dict[str, Any]:
         return self._read(
-            lambda s, now: {"blocks": [{"cidr": r.cidr, "carrier": r.carrier, "note": r.note} for r in store.list_mobile_mta_blocks(s)]}
+            lambda s, now: {
+                "blocks": [{"cidr": r.cidr, "carrier": r.carrier, "note": r.note} for r in store.list_mobile_mta_blocks(s)]
+            }
         )
 
     # --- sessions and the audit log ---------------------------------------------------------------
@@ -579,4 +583,3 @@ def import_json(plan: Any, dry_run: bool) -> dict[str, Any]:
         "unchanged": list(plan.unchanged),
         "refused": [{"line": r.line, "username": r.username, "message": r.message} for r in plan.refused],
     }
-

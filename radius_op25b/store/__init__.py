@@ -26,13 +26,16 @@ from radius_op25b.store.checks import (  # noqa: F401
 )
 from radius_op25b.store.imports import (  # noqa: F401
     CSV_COLUMNS,
+    Change,
+    ImportPlan,
     ImportRow,
+    ParsedImport,
+    Refusal,
+    apply_import,
+    parse_import,
+    plan_import,
+    refusal_summary,
 )
-from radius_op25b.store import imports as _imports  # noqa: E402  TEMPORARY until the rewrite lands
-
-parse_import = getattr(_imports, "parse_import", None)
-plan_import = getattr(_imports, "plan_import", None)
-apply_import = getattr(_imports, "apply_import", None)
 from radius_op25b.store.jobs import (  # noqa: F401
     _NOW,
     _PUSH_WORK_DUE,

@@ -91,4 +91,3 @@ def audit_entries(
     if action is not None:
         query = query.where(or_(AuditLog.action == action, AuditLog.action.startswith(action + ".")))
     return list(reversed(session.scalars(query).all()))
-

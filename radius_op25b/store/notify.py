@@ -25,6 +25,7 @@ from radius_op25b.store.models import AuditLog
 Change = tuple[str, str]  # (audit action, audit target)
 RELOAD_ALL: Change = ("*", "*")
 POLL_INTERVAL = 0.5  # SQLite: seconds between reads of the audit log
+POLL_BATCH = 1000  # SQLite: more new audit rows than this in one poll reload everything
 HEARTBEAT = 1.0  # PostgreSQL: seconds of silence on the LISTEN connection before a SELECT 1
 
 
@@ -45,9 +46,19 @@ def _audit_log_changes(engine: Engine, stop: threading.Event) -> Iterator[list[C
     while not stop.wait(POLL_INTERVAL):
         with db.reading(engine) as session:
             rows = session.execute(
-                sql_select(AuditLog.id, AuditLog.action, AuditLog.target).where(AuditLog.id > last).order_by(AuditLog.id)
+                sql_select(AuditLog.id, AuditLog.action, AuditLog.target)
+                .where(AuditLog.id > last)
+                .order_by(AuditLog.id)
+                .limit(POLL_BATCH)
             ).all()
-        if rows:
+            bulk = len(rows) == POLL_BATCH
+            if bulk:
+                # A bulk change (an import writes a row per subscriber): one full load instead
+                # of reading every row; the position jumps to the newest row before the load.
+                last = session.scalar(sql_select(func.max(AuditLog.id))) or last
+        if bulk:
+            yield [RELOAD_ALL]
+        elif rows:
             last = rows[-1].id
             yield [(row.action, row.target) for row in rows]
 

@@ -164,7 +164,7 @@ def test_import_and_list(op25b: Op25b, tmp_path: Path) -> None:
     csv_file.write_text(
         "username,realm,ip_type,static_addresses,class,note\nu1@isp.example,,dynamic,,,\nu2@isp.example,,static,192.0.2.1 192.0.2.2,,shop\nu3@x,isp-b.example,,,mobile,\n"
     )
-    assert op25b("subscriber", "import", str(csv_file)) == [f"imported 3 subscribers from {csv_file}"]
+    assert op25b("subscriber", "import", str(csv_file))[0] == f"imported {csv_file}: 3 added, 0 changed, 0 unchanged"
     listed = op25b.json("subscriber", "list")["subscribers"]
     assert [(s["username"], s["realm"], s["ip_type"], s["static_addresses"], s["class_override"]) for s in listed] == [
         ("u1@isp.example", "isp.example", "dynamic", [], None),
@@ -174,7 +174,8 @@ def test_import_and_list(op25b: Op25b, tmp_path: Path) -> None:
 
 
 def _bad_csv(tmp_path: Path) -> list[str]:
-    lines = [f"user{i}@isp.example,,dynamic,,," for i in range(1, 57)] + ["user57@isp.example,,static,300.1.2.3,,"]
+    lines = ["username,realm,ip_type,static_addresses,class,note"]
+    lines += [f"user{i}@isp.example,,dynamic,,," for i in range(2, 57)] + ["user57@isp.example,,static,300.1.2.3,,"]
     path = tmp_path / "bad.csv"
     path.write_text("\n".join(lines + ["user58@isp.example,,,,,"]) + "\n")
     return ["subscriber", "import", str(path)]
@@ -237,8 +238,8 @@ def test_bad_input_changes_nothing(op25b: Op25b, case: tuple[str, list[str], int
 
 def test_csv_with_a_bad_line_57_imports_nothing(op25b: Op25b, tmp_path: Path) -> None:
     before = op25b.snapshot()
-    [line] = op25b(*_bad_csv(tmp_path), expect=1)
-    assert "line 57" in line and "'300.1.2.3' is not an IP address" in line
+    [line] = op25b(*_bad_csv(tmp_path), expect=2)
+    assert "1 line(s) refused, nothing imported: line 57" in line and "'300.1.2.3' is not an IP address" in line
     assert op25b.snapshot() == before
 
 
@@ -247,8 +248,10 @@ def test_csv_with_an_existing_user_imports_nothing(op25b: Op25b, tmp_path: Path)
     path = tmp_path / "dup.csv"
     path.write_text("u1@isp.example\nU2@isp.example\n")
     before = op25b.snapshot()
-    [line] = op25b("subscriber", "import", str(path), expect=1)
-    assert "'u2@isp.example' already exists; nothing imported" in line
+    [line] = op25b("subscriber", "import", str(path), expect=2)
+    assert "the first line is not a header" in line and "--no-header" in line
+    [line] = op25b("subscriber", "import", str(path), "--no-header", expect=1)  # a conflict, not a malformed value
+    assert "line 2: subscriber 'u2@isp.example' already exists (give --update to change it)" in line
     assert op25b.snapshot() == before
 
 

@@ -83,7 +83,10 @@ def test_one_active_exemption_and_extend_is_audited(op25b: Op25b) -> None:
     assert [ex["active"] for ex in shown["exemptions"]] == [True]
     [entry] = op25b.json("audit", "--action", "subscriber.exempt-extend")["entries"]
     assert entry["reason"] == "contract renewed"
-    assert (entry["before"]["expires_at"], entry["after"]["expires_at"]) == ("2026-12-31T09:00:00+00:00", "2027-04-01T00:00:00+00:00")
+    assert (entry["before"]["expires_at"], entry["after"]["expires_at"]) == (
+        "2026-12-31T09:00:00+00:00",
+        "2027-04-01T00:00:00+00:00",
+    )
     text = op25b("audit", "--action", "subscriber.exempt-extend")[0]
     assert "contract renewed" in text and "expires_at: 2026-12-31T09:00:00+00:00 -> 2027-04-01T00:00:00+00:00" in text
     [line] = op25b("subscriber", "exempt", BOB, "--reason", "x", "--for", "1d", "--extend", expect=1)
@@ -91,7 +94,9 @@ def test_one_active_exemption_and_extend_is_audited(op25b: Op25b) -> None:
 
 
 def test_max_exemption_caps_the_length_and_forbids_permanent(op25b: Op25b) -> None:
-    op25b.config.write_text(op25b.config.read_text().replace('default_class = "full"', 'default_class = "full"\nmax_exemption = "90d"'))
+    op25b.config.write_text(
+        op25b.config.read_text().replace('default_class = "full"', 'default_class = "full"\nmax_exemption = "90d"')
+    )
     op25b("subscriber", "add", ALICE)
     before = op25b.snapshot()
     [line] = op25b("subscriber", "exempt", ALICE, "--reason", "x", "--permanent", expect=2)
@@ -251,7 +256,9 @@ def test_global_options_before_or_after_the_subcommand(op25b: Op25b, capsys: pyt
     from radius_op25b.cli import main
 
     out: list[str] = []
-    assert main(["subscriber", "add", ALICE, "-c", str(op25b.config), "--actor", "agent7", "--json"], now=NOW, out=out.append) == 0
+    assert (
+        main(["subscriber", "add", ALICE, "-c", str(op25b.config), "--actor", "agent7", "--json"], now=NOW, out=out.append) == 0
+    )
     assert '"username": "alice@isp.example"' in out[0]
     assert main(["--json", "audit", "--config", str(op25b.config)], now=NOW, out=out.append) == 0
     assert '"actor": "agent7"' in out[1]
@@ -332,3 +339,40 @@ def test_the_clock_is_read_when_the_change_is_made(op25b: Op25b) -> None:
     result = desk.exempt(ALICE, reason="x", duration="1d")
     engine.dispose()
     assert datetime.fromisoformat(result.data["created_at"]) > start
+
+
+# --- 4. CSV import a provisioning system can trust ---------------------------------------------------
+
+
+def test_import_dry_run_update_stdin_and_audit_per_subscriber(
+    op25b: Op25b, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    op25b("subscriber", "add", ALICE, "--note", "old")
+    path = tmp_path / "prov.csv"
+    path.write_text(f"note;username;class\nnew note;{ALICE};mobile\n;{BOB};\nx;carol@isp.example;partial\n")
+    before = op25b.snapshot()
+    out = op25b("subscriber", "import", str(path), "--dry-run", "--update")
+    assert out[0].splitlines() == [
+        f"line 3: add {BOB}",
+        f"line 2: change {ALICE}: class_override: - -> mobile; note: old -> new note",
+        "line 4: REFUSED carol@isp.example: unknown class 'partial' (choose full, mobile, none)",
+        f"{path}: 1 to add, 1 to change, 0 unchanged, 1 refused (dry run: nothing written)",
+    ]
+    [line] = op25b("subscriber", "import", str(path), "--update", expect=2)
+    assert "1 line(s) refused, nothing imported: line 4: unknown class 'partial'" in line
+    assert op25b.snapshot() == before
+    path.write_text(f"note;username;class\nnew note;{ALICE};mobile\n;{BOB};\n")
+    [line] = op25b("subscriber", "import", str(path), expect=1)
+    assert f"line 2: subscriber '{ALICE}' already exists (give --update to change it)" in line
+    out = op25b("subscriber", "import", str(path), "--update")
+    assert out[0] == f"imported {path}: 1 added, 1 changed, 0 unchanged"
+    assert op25b.json("subscriber", "show", ALICE)["class_override"] == "mobile"
+    [entry] = op25b.json("audit", "--user", BOB)["entries"]
+    assert (entry["action"], entry["reason"]) == ("subscriber.import", str(path))
+    assert op25b.json("audit", "--user", ALICE)["entries"][-1]["action"] == "subscriber.import-update"
+    # standard input, with the documented order
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"dave@isp.example,,static,203.0.113.44,,\n")))
+    assert op25b("subscriber", "import", "-", "--no-header")[0] == "imported -: 1 added, 0 changed, 0 unchanged"
+    assert op25b.json("subscriber", "find", "--ip", "203.0.113.44")["static_owner"] == "dave@isp.example"
