@@ -17,16 +17,9 @@ from radius_op25b.errors import Conflict
 from radius_op25b.services.desk import Desk
 from radius_op25b.store import db
 from radius_op25b.store.models import AcctSession
-from tests.cli.test_cli import ALICE, CONFIG, NOW, Op25b
+from tests.support.cli import ALICE, NOW, Op25b
 
 BOB = "bob@isp.example"
-
-
-@pytest.fixture
-def op25b(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> Op25b:
-    config = tmp_path / "op25b.toml"
-    config.write_text(CONFIG.format(url=database_url))
-    return Op25b(config, database_url, capsys)
 
 
 def open_session(
