@@ -161,6 +161,7 @@ class Config:
     spool_dir: str = "op25b-spool"  # accounting records wait here until the database has them
     spool_max_bytes: int = 1 << 30
     max_exemption: timedelta | None = None  # policy.max_exemption: the longest exemption an agent may grant
+    dynamic_pools: tuple[IPNetwork, ...] = ()  # policy.dynamic_pools: for acl report and export dynamic-ranges
 
     def client(self, name: str) -> ClientConfig | None:
         return next((c for c in self.clients if c.name == name), None)
@@ -217,6 +218,7 @@ SCHEMA: Mapping[str, Table] = {
                 Key("default_class", "full | mobile | none", "full"),
                 Key("on_database_error", "default | none", "default"),
                 Key("static_pools", "list of CIDRs", "[]"),
+                Key("dynamic_pools", "list of CIDRs: the dynamic address blocks (acl report, export dynamic-ranges)", "[]"),
                 Key("max_exemption", "duration (90m, 12h, 30d, 2w): the longest exemption; also forbids --permanent", "no cap"),
             ),
         ),
@@ -582,6 +584,9 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         acct_budget=acct_budget,
         policy=policy,
         max_exemption=max_exemption,
+        dynamic_pools=tuple(
+            _network(pol, f"dynamic_pools[{i}]", str(p)) for i, p in enumerate(pol.get("dynamic_pools", list, []))
+        ),
         filters=filters,
         clients=tuple(clients),
         upstreams=tuple(upstreams),
