@@ -448,3 +448,64 @@ def cmd_audit(ctx: Context) -> int:
     )
     ctx.emit(data, text)
     return 0
+
+
+def cmd_staff(ctx: Context) -> int:
+    from radius_op25b.services.staff import StaffService
+
+    a = ctx.args
+    service = StaffService(ctx.engine(), actor=_actor(ctx), clock=ctx.clock)
+    if a.staff_command == "add":
+        password = None
+        if a.password_stdin:
+            line = sys.stdin.readline()
+            password = line[:-1] if line.endswith("\n") else line
+            if not password:
+                raise InvalidInput("--password-stdin: standard input held no password")
+        data = service.add(a.name, role=a.role, password=password)
+        ctx.emit(
+            data,
+            f"added staff member {data['name']} ({data['role']})"
+            + ("" if data["has_password"] else "; no password: tokens only"),
+        )
+    elif a.staff_command == "token":
+        token, data = service.token(a.name, valid_for=None if a.no_expiry else a.for_)
+        if a.json:
+            ctx.emit({**data, "token": token}, "")
+        else:
+            ctx.out(token)  # alone on stdout, for `TOKEN=$(op25b staff token NAME)`
+            expiry = f"until {data['expires_at'][:16].replace('T', ' ')} UTC" if data["expires_at"] else "until revoked"
+            print(f"token {data['prefix']}... for {data['name']}, valid {expiry}; it is shown only this once", file=sys.stderr)
+    elif a.staff_command == "list":
+        data = service.list()
+        rows = (
+            (
+                m["name"],
+                m["role"],
+                "disabled" if m["disabled_at"] else "active",
+                m["tokens"],
+                "yes" if m["has_password"] else "no",
+            )
+            for m in data["staff"]
+        )
+        ctx.emit(data, table(("name", "role", "state", "tokens", "password"), rows, "(no staff)"))
+    elif a.staff_command == "disable":
+        data = service.disable(a.name)
+        ctx.emit(data, f"disabled {data['name']}; their tokens are revoked")
+    else:
+        data = service.revoke_tokens(a.name)
+        ctx.emit(data, f"revoked {data['revoked']} token(s) of {data['name']}")
+    return 0
+
+
+def _actor(ctx: Context) -> str:
+    from radius_op25b.services.desk import check_actor
+
+    return check_actor(ctx.args.actor if ctx.args.actor is not None else default_actor())
+
+
+def cmd_web(ctx: Context) -> int:
+    from radius_op25b.web.server import run
+
+    run(ctx.config, ctx.engine(), listen=ctx.args.listen, log_level=ctx.args.log_level)
+    return 0

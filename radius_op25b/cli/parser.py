@@ -248,6 +248,35 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", help="render for this profile instead of the NAS's")
     r.add_argument("--at", metavar="TIME", help="decide as of this ISO time (default: now)")
 
+    q = leaf(sub, "web", "the support desk's pages and the HTTP API ([web] listen)", "cmd_web")
+    q.add_argument("--listen", metavar="HOST:PORT", help="override [web] listen (default 127.0.0.1:8080)")
+    q.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+    st = group(sub, "staff", "support-desk staff of `op25b web` and their API tokens", "staff_command", "ACTION")
+    r = leaf(
+        st,
+        "add",
+        "add a staff member",
+        "cmd_staff",
+        description="Add a staff member. Roles: viewer (read only), agent (exemptions, static/dynamic, "
+        "class, notes), admin (also realms, permits, mobile MTA blocks, import, staff). The password "
+        "is read from standard input (one line, at least 12 characters); without --password-stdin "
+        "the member signs in only through API tokens or the SSO header.",
+    )
+    r.add_argument("name")
+    r.add_argument("--role", required=True, choices=("viewer", "agent", "admin"))
+    r.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    r = leaf(st, "token", "issue an API token: printed once, alone on standard output, stored hashed", "cmd_staff")
+    r.add_argument("name")
+    valid = r.add_mutually_exclusive_group()
+    valid.add_argument("--for", dest="for_", metavar="DURATION", default="90d", help="valid for (default 90d)")
+    valid.add_argument("--no-expiry", action="store_true", help="valid until revoked")
+    leaf(st, "list", "staff members, their roles and live tokens", "cmd_staff")
+    r = leaf(st, "disable", "disable a staff member (their tokens are revoked)", "cmd_staff")
+    r.add_argument("name")
+    r = leaf(st, "revoke-tokens", "revoke every API token of a staff member", "cmd_staff")
+    r.add_argument("name")
+
     q = leaf(sub, "audit", "the change log, newest last", "cmd_audit")
     q.add_argument("--user", help="only changes to this subscriber")
     q.add_argument("--since", metavar="TIME", help="only changes at or after this ISO time (UTC unless it has an offset)")

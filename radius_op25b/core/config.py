@@ -142,6 +142,17 @@ class RouteConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """[web]: `op25b web`, the support desk's pages and HTTP API."""
+
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    trusted_user_header: str | None = None  # a carrier's SSO reverse proxy names the user here
+    trusted_proxies: tuple[IPNetwork, ...] = ()  # ... and is believed only from these addresses
+    tls_certificate: str | None = None
+    tls_key: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: str = DEFAULT_CONFIG_PATH
     database_url: str = DEFAULT_DATABASE_URL
@@ -162,6 +173,7 @@ class Config:
     spool_max_bytes: int = 1 << 30
     max_exemption: timedelta | None = None  # policy.max_exemption: the longest exemption an agent may grant
     dynamic_pools: tuple[IPNetwork, ...] = ()  # policy.dynamic_pools: for acl report and export dynamic-ranges
+    web: WebConfig = WebConfig()
 
     def client(self, name: str) -> ClientConfig | None:
         return next((c for c in self.clients if c.name == name), None)
@@ -232,6 +244,16 @@ SCHEMA: Mapping[str, Table] = {
             ),
         ),
         Table("metrics", (Key("listen", "HOST:PORT of the Prometheus endpoint", "off"),)),
+        Table(
+            "web",
+            (
+                Key("listen", "HOST:PORT of `op25b web`", "127.0.0.1:8080"),
+                Key("trusted_user_header", "HTTP header naming the signed-in user (a carrier's SSO proxy)", "off"),
+                Key("trusted_proxies", "list of IPs/CIDRs the header is believed from", "[]"),
+                Key("tls_certificate", "PEM file, relative to the config file: serve HTTPS", "off"),
+                Key("tls_key", "PEM file of its private key", "off"),
+            ),
+        ),
         Table(
             "accounting",
             (
@@ -567,6 +589,22 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         routes.append(RouteConfig(r.get("realm", str, required=True).lower(), pool))
 
     metrics = table("metrics")
+    web = table("web")
+    header = web.get("trusted_user_header", str, None)
+    proxies = tuple(_network(web, f"trusted_proxies[{i}]", str(p)) for i, p in enumerate(web.get("trusted_proxies", list, [])))
+    if header is not None and not proxies:
+        raise web.error("trusted_user_header", "needs trusted_proxies: the header would be believed from anyone")
+    cert, key = web.get("tls_certificate", str, None), web.get("tls_key", str, None)
+    if (cert is None) != (key is None):
+        raise web.error("tls_certificate" if cert is None else "tls_key", "give both tls_certificate and tls_key")
+    here = Path(file).resolve().parent
+    web_config = WebConfig(
+        listen=web.listen("listen", ("127.0.0.1", 8080)),
+        trusted_user_header=header,
+        trusted_proxies=proxies,
+        tls_certificate=str(here / cert) if cert else None,
+        tls_key=str(here / key) if key else None,
+    )
     acct = table("accounting")
     spool_dir = Path(acct.get("spool_dir", str, "op25b-spool"))
     if not spool_dir.is_absolute():
@@ -594,6 +632,7 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         routes=tuple(routes),
         profiles=profiles,
         metrics_listen=metrics.listen("listen", None) if "listen" in metrics.table else None,  # type: ignore[arg-type]
+        web=web_config,
         spool_dir=str(spool_dir),
         spool_max_bytes=spool_mb << 20,
     )

@@ -117,6 +117,7 @@ def audit_json(entry: AuditLog) -> dict[str, Any]:
         "action": entry.action,
         "target": entry.target,
         "reason": entry.reason,
+        "via": entry.via,
         "before": entry.before,
         "after": entry.after,
     }
@@ -187,7 +188,7 @@ def check_actor(actor: str) -> str:
 
 @dataclass
 class Desk:
-    """The operations, bound to a config, a database, an actor and a clock.
+    """The operations, bound to a config, a database, an actor (with where they act from) and a clock.
 
     `at_next_login`: changes are not pushed to open sessions; they apply at each customer's next
     login (the sessions are still listed, as `next-login`)."""
@@ -197,6 +198,7 @@ class Desk:
     actor: str = "unknown"
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     at_next_login: bool = False
+    via: str = "cli"  # cli | web | api, for the audit log
 
     def __post_init__(self) -> None:
         self.actor = check_actor(self.actor)
@@ -204,6 +206,7 @@ class Desk:
     # one transaction; a change's live effect is read inside it, after the change
     def _change(self, work: Callable[[Session, datetime], dict[str, Any]], *, reaches_sessions: bool = True) -> Result:
         with db.transaction(self.engine) as session:
+            store.made_via(session, self.via)
             if self.at_next_login:
                 store.hold_pushes(session)
             data = work(session, self.clock())
@@ -271,13 +274,16 @@ class Desk:
 
         return self._read(work)
 
-    def list_subscribers(self, *, realm: str | None = None, limit: int = 1000, offset: int = 0) -> dict[str, Any]:
+    def list_subscribers(
+        self, *, realm: str | None = None, limit: int = 1000, offset: int = 0, prefix: str | None = None
+    ) -> dict[str, Any]:
         key = store.check_realm_name(realm) if realm is not None else None
+        start = store.check_username(prefix) if prefix else None
         check_count(limit, "--limit", low=1, high=MAX_ROWS)
         check_count(offset, "--offset", low=0, high=MAX_OFFSET)
 
         def work(session: Session, now: datetime) -> dict[str, Any]:
-            subs, total = store.list_subscribers(session, realm=key, limit=limit, offset=offset)
+            subs, total = store.list_subscribers(session, realm=key, limit=limit, offset=offset, prefix=start)
             return {
                 "subscribers": [subscriber_json(s, now) for s in subs],
                 "total": total,

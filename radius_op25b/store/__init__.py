@@ -9,9 +9,11 @@ from radius_op25b.core.decision import username_key  # noqa: F401  (the key subs
 from radius_op25b.store.audit import (  # noqa: F401
     ACTION_GROUPS,
     ACTIONS,
+    VIA,
     audit,
     audit_entries,
     check_action,
+    made_via,
 )
 from radius_op25b.store.checks import (  # noqa: F401
     CLASSES,

@@ -37,8 +37,20 @@ ACTIONS = (
     "mobile-mta.add",
     "mobile-mta.remove",
     "sessions.purge",
+    "staff.add",
+    "staff.token",
+    "staff.disable",
+    "staff.revoke-tokens",
 )
 ACTION_GROUPS = tuple(dict.fromkeys(a.partition(".")[0] for a in ACTIONS))
+VIA = ("cli", "web", "api")
+VIA_KEY = "op25b.via"  # session.info: where this transaction's changes are made (default cli)
+
+
+def made_via(session: Session, via: str) -> None:
+    """The changes of this transaction are made through `via` (cli, web or api), for the audit log."""
+    assert via in VIA, via
+    session.info[VIA_KEY] = via
 
 
 def audit(
@@ -53,7 +65,8 @@ def audit(
     reason: str | None = None,
 ) -> None:
     assert action in ACTIONS, action
-    session.add(AuditLog(at=now, actor=actor, action=action, target=target, reason=reason, before=before, after=after))
+    via = session.info.get(VIA_KEY, "cli")
+    session.add(AuditLog(at=now, actor=actor, action=action, target=target, reason=reason, via=via, before=before, after=after))
     notify(session, action, target)
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from radius_op25b.core.decision import username_key
 from radius_op25b.core.inputs import MAX_NOTE, MAX_USERNAME_OCTETS, check_address, check_realm_name, check_text, check_username
 from radius_op25b.errors import Conflict, InvalidInput
-from radius_op25b.store.audit import notify
+from radius_op25b.store.audit import VIA_KEY, notify
 from radius_op25b.store.checks import IP_TYPES, check_class, realm_for
 from radius_op25b.store.jobs import _add_jobs
 from radius_op25b.store.models import AcctSession, AuditLog, StaticAddress, Subscriber
@@ -675,6 +675,7 @@ def _write(session: Session, plan: ImportPlan, *, actor: str, now: datetime) -> 
                 session.execute(insert(StaticAddress), [{"address": a, "subscriber_id": i} for a, i in chunk])
 
     # One audit row per subscriber, the file as the reason; one NOTIFY for the whole import.
+    via = session.info.get(VIA_KEY, "cli")
     entries = itertools.chain(((ACTION_ADD, c) for c in plan.added), ((ACTION_UPDATE, c) for c in plan.changed))
     if copy is not None:
         audit_columns = AuditLog.__table__.c
@@ -684,7 +685,7 @@ def _write(session: Session, plan: ImportPlan, *, actor: str, now: datetime) -> 
         copy(
             connection,
             AuditLog.__tablename__,
-            ("at", "actor", "action", "target", "reason", "before", "after"),
+            ("at", "actor", "action", "target", "reason", "via", "before", "after"),
             (
                 (
                     stamp,
@@ -692,6 +693,7 @@ def _write(session: Session, plan: ImportPlan, *, actor: str, now: datetime) -> 
                     action,
                     username_key(c.username),
                     plan.source,
+                    via,
                     null if c.before is None else to_json(c.before),
                     to_json(c.after),
                 )
@@ -710,6 +712,7 @@ def _write(session: Session, plan: ImportPlan, *, actor: str, now: datetime) -> 
                         "action": action,
                         "target": username_key(c.username),
                         "reason": plan.source,
+                        "via": via,
                         "before": c.before,
                         "after": c.after,
                     }

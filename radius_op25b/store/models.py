@@ -238,5 +238,40 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(253), index=True)  # lower-cased username or realm
     reason: Mapped[str | None] = mapped_column(Text)  # the --reason given, or the import's file
+    via: Mapped[str | None] = mapped_column(String(8))  # cli | web | api: where the change was made
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class Staff(Base):
+    """A person of the support desk: signs in to `op25b web`, holds API tokens, names changes."""
+
+    __tablename__ = "staff"
+    __table_args__ = (CheckConstraint("role IN ('viewer', 'agent', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)  # lower-cased
+    role: Mapped[str] = mapped_column(String(8))
+    password_hash: Mapped[str | None] = mapped_column(Text)  # argon2id; None: tokens only
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="staff", order_by="ApiToken.id", cascade="all, delete-orphan")
+
+
+class ApiToken(Base):
+    """An API token: only its SHA-256 is stored (the token is 256 random bits, so a fast hash is
+    enough); the token itself is printed once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to tell tokens apart
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    staff: Mapped[Staff] = relationship(back_populates="tokens")

@@ -345,14 +345,18 @@ def active_exemptions(session: Session, now: datetime, *, expiring_before: datet
 
 
 def list_subscribers(
-    session: Session, *, realm: str | None = None, limit: int = 1000, offset: int = 0
+    session: Session, *, realm: str | None = None, limit: int = 1000, offset: int = 0, prefix: str | None = None
 ) -> tuple[Sequence[Subscriber], int]:
-    """A page of subscribers by username, and how many there are in all."""
+    """A page of subscribers by username (those starting with `prefix`), and how many there are in all."""
     query = select(Subscriber).order_by(Subscriber.username_key).options(selectinload(Subscriber.exemptions))
     count = select(func.count()).select_from(Subscriber)
     if realm is not None:
         key = realm.strip().lower()
         query, count = query.where(Subscriber.realm == key), count.where(Subscriber.realm == key)
+    if prefix:
+        # autoescape: '%' and '_' in a name are not wildcards.
+        within = Subscriber.username_key.startswith(username_key(prefix), autoescape=True)
+        query, count = query.where(within), count.where(within)
     return session.scalars(query.limit(limit).offset(offset)).all(), int(session.scalar(count) or 0)
 
 

@@ -235,7 +235,7 @@ def test_schema_out_of_date_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
     config = tmp_path / "op25b.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/empty.db"\n')
     assert main(["-c", str(config), "subscriber", "list"]) == 1
-    assert "is empty, not 0003; run `op25b db upgrade`" in capsys.readouterr().err
+    assert "is empty, not 0004; run `op25b db upgrade`" in capsys.readouterr().err
     assert main(["-c", str(config), "db", "upgrade"]) == 0
     assert main(["-c", str(config), "db", "current", "--json"], out=lambda s: capsys.readouterr() or print(s)) == 0
 

@@ -33,7 +33,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-unty
 
 def test_empty_database_upgrades_to_head_without_drift(empty_url: str) -> None:
     engine = db.make_engine(empty_url)
-    with pytest.raises(SchemaOutOfDate, match="is empty, not 0003; run `op25b db upgrade`"):
+    with pytest.raises(SchemaOutOfDate, match="is empty, not 0004; run `op25b db upgrade`"):
         db.require_current_schema(engine)
     db.upgrade(engine)
     db.require_current_schema(engine)

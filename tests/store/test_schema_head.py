@@ -19,7 +19,7 @@ def test_the_schema_check_reads_the_stored_revision(tmp_path) -> None:  # type: 
     with pytest.raises(SchemaOutOfDate, match="is empty, not"):
         db.require_current_schema(engine)
     db.upgrade(engine, "0001")
-    with pytest.raises(SchemaOutOfDate, match="is at revision 0001, not 0003; run `op25b db upgrade`"):
+    with pytest.raises(SchemaOutOfDate, match="is at revision 0001, not 0004; run `op25b db upgrade`"):
         db.require_current_schema(engine)
     db.upgrade(engine)
     assert db.stored_revision(engine) == db.current_revision(engine) == db.HEAD_REVISION
