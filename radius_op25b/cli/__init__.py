@@ -13,6 +13,16 @@ from datetime import UTC, datetime
 from radius_op25b.cli.parser import build_parser
 from radius_op25b.errors import Op25bError
 
+MAX_ERROR = 1000  # characters of an error line
+
+
+def one_line(text: str) -> str:
+    """The message as one printable line: control characters (a newline in an echoed argument)
+    escaped, unencodable ones replaced, and cut at MAX_ERROR characters."""
+    text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= MAX_ERROR else text[:MAX_ERROR] + f"... ({len(text):,} characters)"
+
 
 def main(args: Sequence[str] | None = None, *, now: datetime | None = None, out: Callable[[str], None] = print) -> int:
     """Run one command; `now` and `out` are there for tests (a fixed clock and the output).
@@ -25,7 +35,7 @@ def main(args: Sequence[str] | None = None, *, now: datetime | None = None, out:
         clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
         return int(command(commands.Context(parsed, clock, out)))
     except Op25bError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

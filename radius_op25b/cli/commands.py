@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from radius_op25b.cli.acl import cmd_acl, cmd_export  # noqa: F401  (acl render/report/diff, export)
 from radius_op25b.cli.parser import default_actor
 from radius_op25b.core.config import Config, config_path, load_config
 from radius_op25b.core.inputs import format_expiry
@@ -124,7 +125,7 @@ class Context:
     def desk(self) -> Desk:
         return Desk(
             self.config,
-            self.engine(),
+            self.engine(check_schema=False),  # the desk checks it on first use, after the values
             actor=self.args.actor if self.args.actor is not None else default_actor(),
             clock=self.clock,
             at_next_login=getattr(self.args, "at_next_login", False),
@@ -194,6 +195,8 @@ def read_import(path: str) -> str:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (ValueError, UnicodeError):  # a NUL byte or an unencodable character in the path
+        raise InvalidInput(f"{path!r}: not a usable file name") from None
 
 
 def import_text(data: dict[str, Any]) -> str:

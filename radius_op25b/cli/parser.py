@@ -32,6 +32,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> object:
+        # `--reason=--`: argparse drops the '--' as an end-of-options marker and hands the option
+        # an empty list; the user gave the text "--".
+        if action.nargs in (None, argparse.OPTIONAL) and arg_strings == ["--"] and action.option_strings:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
+
 
 def _count(low: int, high: int) -> type[int]:
     def parse(text: str) -> int:
@@ -247,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--nas", metavar="NAME", help="the client (NAS) name from the config: its profile and enforcement")
     r.add_argument("--profile", help="render for this profile instead of the NAS's")
     r.add_argument("--at", metavar="TIME", help="decide as of this ISO time (default: now)")
+
+    from radius_op25b.cli import acl as acl_cli  # acl render/report/diff, export (its own module)
+
+    acl_cli.add_parsers(sub, leaf, group)
 
     q = leaf(sub, "web", "the support desk's pages and the HTTP API ([web] listen)", "cmd_web")
     q.add_argument("--listen", metavar="HOST:PORT", help="override [web] listen (default 127.0.0.1:8080)")

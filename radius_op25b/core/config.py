@@ -690,6 +690,8 @@ def load_config(path: str | None = None) -> Config:
         raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    except (ValueError, UnicodeError):  # a NUL byte or an unencodable character in the path
+        raise ConfigError(f"{file!r}: not a usable file name") from None
     return parse_config(data, file)
 
 

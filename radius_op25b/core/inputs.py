@@ -53,30 +53,46 @@ def check_username(username: str) -> str:
     name = check_text(username, "username", MAX_USERNAME_OCTETS)
     if len(name.encode()) > MAX_USERNAME_OCTETS:
         raise InvalidInput(f"username {name[:40]!r}... is longer than 253 octets (RFC 2865 §5.1)")
+    if len(name.lower()) > MAX_USERNAME_OCTETS:  # lower() can lengthen a name ('İ' -> 'i̇'): the key must fit too
+        raise InvalidInput(f"username {name[:40]!r}... is longer than 253 characters once lower-cased")
     return name
 
 
 def check_realm_name(name: str) -> str:
     """A realm as stored: lower-cased, no spaces, no '@'."""
     key = check_text(name, "realm", MAX_REALM).lower()
+    if len(key) > MAX_REALM:  # lower() can lengthen a name
+        raise InvalidInput(f"realm {name[:40]!r}... is longer than {MAX_REALM} characters once lower-cased")
     if any(ch.isspace() or ch == "@" for ch in key):
-        raise InvalidInput(f"{name!r} is not a realm name (no spaces, no '@')")
+        raise InvalidInput(f"{_show(name)} is not a realm name (no spaces, no '@')")
     return key
 
 
 def check_address(text: str) -> str:
-    """An IPv4 or IPv6 address, in ipaddress' canonical text."""
+    """An IPv4 or IPv6 address, in ipaddress' canonical text (no IPv6 zone: a subscriber's address
+    is global, and the columns hold 45 characters)."""
+    raw = check_text(text, "address", 64)
+    if "%" in raw:
+        raise InvalidInput(f"{_show(raw)} has an IPv6 zone ('%'); give the address alone")
     try:
-        return str(ipaddress.ip_address(check_text(text, "address", 64)))
+        return str(ipaddress.ip_address(raw))
     except ValueError:
-        raise InvalidInput(f"{text!r} is not an IP address") from None
+        raise InvalidInput(f"{_show(raw)} is not an IP address") from None
 
 
 def check_cidr(text: str) -> str:
+    raw = check_text(text, "CIDR block", 64)
+    if "%" in raw:
+        raise InvalidInput(f"{_show(raw)} has an IPv6 zone ('%'); give the block alone")
     try:
-        return str(ipaddress.ip_network(check_text(text, "CIDR block", 64), strict=True))
+        return str(ipaddress.ip_network(raw, strict=True))
     except ValueError as exc:
-        raise InvalidInput(f"{text!r} is not a CIDR block ({exc})") from None
+        raise InvalidInput(f"{_show(raw)} is not a CIDR block ({exc})") from None
+
+
+def _show(value: str, limit: int = 80) -> str:
+    """A value quoted for a message, shortened: an error line stays one readable line."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
 
 
 def parse_time(text: str, *, end_of_day: bool = False) -> datetime:
@@ -86,7 +102,7 @@ def parse_time(text: str, *, end_of_day: bool = False) -> datetime:
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise InvalidInput(f"{text!r} is not an ISO date or date-time (e.g. 2027-01-31 or 2027-01-31T14:03)") from None
+        raise InvalidInput(f"{_show(text)} is not an ISO date or date-time (e.g. 2027-01-31 or 2027-01-31T14:03)") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     try:
@@ -114,13 +130,16 @@ def parse_duration(text: str) -> timedelta:
     """90m, 12h, 30d or 2w: positive, and at most MAX_DURATION."""
     match = _DURATION.match(text.strip())
     if not match:
-        raise InvalidInput(f"{text!r} is not a duration like 90m, 12h, 30d or 2w")
+        raise InvalidInput(f"{_show(text)} is not a duration like 90m, 12h, 30d or 2w")
     n = int(match.group(1))
     if n <= 0:
-        raise InvalidInput(f"duration {text!r} must be positive")
-    value = timedelta(**{_UNITS[match.group(2)]: n})
+        raise InvalidInput(f"duration {_show(text)} must be positive")
+    try:
+        value = timedelta(**{_UNITS[match.group(2)]: n})
+    except OverflowError:
+        value = timedelta.max
     if value > MAX_DURATION:
-        raise InvalidInput(f"duration {text!r} is longer than {MAX_DURATION.days} days")
+        raise InvalidInput(f"duration {_show(text)} is longer than {MAX_DURATION.days} days")
     return value
 
 

@@ -25,6 +25,9 @@ from radius_op25b.core.clients import ClientTable
 from radius_op25b.core.config import Config
 from radius_op25b.core.inputs import (
     MAX_ACTOR,
+    MAX_CARRIER,
+    MAX_FILTER_NAME,
+    MAX_NOTE,
     MAX_OFFSET,
     MAX_REASON,
     MAX_ROWS,
@@ -200,12 +203,23 @@ class Desk:
     at_next_login: bool = False
     via: str = "cli"  # cli | web | api, for the audit log
 
+    check_schema: bool = True  # refuse a database not at the migrations' head (on first use)
+
     def __post_init__(self) -> None:
         self.actor = check_actor(self.actor)
+        self._schema_ok = not self.check_schema
+
+    def _database(self) -> Engine:
+        """The engine, its schema checked on first use: every value is checked before this, so a
+        malformed value is refused as such (exit 2) even while the database is down."""
+        if not self._schema_ok:
+            db.require_current_schema(self.engine)
+            self._schema_ok = True
+        return self.engine
 
     # one transaction; a change's live effect is read inside it, after the change
     def _change(self, work: Callable[[Session, datetime], dict[str, Any]], *, reaches_sessions: bool = True) -> Result:
-        with db.transaction(self.engine) as session:
+        with db.transaction(self._database()) as session:
             store.made_via(session, self.via)
             if self.at_next_login:
                 store.hold_pushes(session)
@@ -241,7 +255,7 @@ class Desk:
         return tuple(pushes)
 
     def _read(self, work: Callable[[Session, datetime], dict[str, Any]]) -> dict[str, Any]:
-        with db.transaction(self.engine) as session:
+        with db.transaction(self._database()) as session:
             return work(session, self.clock())
 
     # --- subscribers ---------------------------------------------------------------------------
@@ -255,6 +269,15 @@ class Desk:
         cls: str | None = None,
         note: str | None = None,
     ) -> Result:
+        store.check_username(user)
+        if realm is not None:
+            store.check_realm_name(realm)
+        [store.check_address(a) for a in static]
+        if cls is not None:
+            store.check_class(cls)
+        if note is not None:
+            check_text(note, "--note", MAX_NOTE, required=False, multiline=True)
+
         def work(session: Session, now: datetime) -> dict[str, Any]:
             sub = store.add_subscriber(
                 session, user, actor=self.actor, now=now, realm=realm, static_addresses=static, class_override=cls, note=note
@@ -310,25 +333,39 @@ class Desk:
         return self._read(work)
 
     def set_static(self, user: str, ips: Sequence[str]) -> Result:
+        store.check_username(user)
+        if not ips:
+            raise InvalidInput("set-static needs at least one IP address")
+        [store.check_address(a) for a in ips]
         return self._change(lambda s, now: subscriber_json(store.set_static(s, user, ips, actor=self.actor, now=now), now))
 
     def set_dynamic(self, user: str) -> Result:
+        store.check_username(user)
         return self._change(lambda s, now: subscriber_json(store.set_dynamic(s, user, actor=self.actor, now=now), now))
 
     def set_class(self, user: str, cls: str | None) -> Result:
+        store.check_username(user)
+        if cls is not None:
+            store.check_class(cls)
         return self._change(lambda s, now: subscriber_json(store.set_class(s, user, cls, actor=self.actor, now=now), now))
 
     def set_note(self, user: str, note: str) -> Result:
+        store.check_username(user)
+        check_text(note, "note", MAX_NOTE, required=False, multiline=True)
         return self._change(
             lambda s, now: subscriber_json(store.set_note(s, user, note, actor=self.actor, now=now), now), reaches_sessions=False
         )
 
     def set_realm(self, user: str, realm: str | None) -> Result:
+        store.check_username(user)
         if realm is not None:
             store.check_realm_name(realm)
         return self._change(lambda s, now: subscriber_json(store.set_realm(s, user, realm, actor=self.actor, now=now), now))
 
     def delete_subscriber(self, user: str, *, reason: str) -> Result:
+        store.check_username(user)
+        check_text(reason, "--reason", MAX_REASON)
+
         def work(session: Session, now: datetime) -> dict[str, Any]:
             return {"deleted": store.delete_subscriber(session, user, reason=reason, actor=self.actor, now=now)}
 
@@ -410,7 +447,7 @@ class Desk:
             return data
 
         if dry_run:
-            with db.transaction(self.engine) as session:
+            with db.transaction(self._database()) as session:
                 return Result(work(session, self.clock()))
         return self._change(work)
 
@@ -425,6 +462,14 @@ class Desk:
         filter_name: str | None = None,
         note: str | None = None,
     ) -> Result:
+        store.check_realm_name(name)
+        if cls is not None:
+            store.check_class(cls)
+        if filter_name is not None:
+            check_text(filter_name, "--filter-name", MAX_FILTER_NAME)
+        if note is not None:
+            check_text(note, "--note", MAX_NOTE, required=False, multiline=True)
+
         def work(session: Session, now: datetime) -> dict[str, Any]:
             realm = store.add_realm(
                 session, name, actor=self.actor, now=now, default_class=cls, model=model, filter_name=filter_name, note=note
@@ -447,6 +492,7 @@ class Desk:
         return self._read(lambda s, now: {"realms": [realm_json(r, now) for r in store.list_realms(s)]})
 
     def delete_realm(self, name: str) -> Result:
+        store.check_realm_name(name)
         return self._change(lambda s, now: {"deleted": store.delete_realm(s, name, actor=self.actor, now=now)})
 
     def permit_msa(self, name: str, cidr: str, *, until: str) -> Result:
@@ -471,6 +517,11 @@ class Desk:
         return self._change(lambda s, now: store.revoke_msa(s, name, cidr, actor=self.actor, now=now))
 
     def add_mobile_mta(self, cidr: str, *, carrier: str, note: str | None = None) -> Result:
+        store.check_cidr(cidr)
+        check_text(carrier, "--carrier", MAX_CARRIER)
+        if note is not None:
+            check_text(note, "--note", MAX_NOTE, required=False, multiline=True)
+
         def work(session: Session, now: datetime) -> dict[str, Any]:
             row = store.add_mobile_mta_block(session, cidr, carrier=carrier, actor=self.actor, now=now, note=note)
             return {"cidr": row.cidr, "carrier": row.carrier, "note": row.note}
@@ -558,7 +609,7 @@ class Desk:
             known = ", ".join([*profiles.BUILTIN_PROFILES, *config.profiles])
             raise InvalidInput(f"unknown profile {chosen!r} (known: {known})")
         request = explain.request_for(name, address, client)
-        with db.transaction(self.engine) as session:
+        with db.transaction(self._database()) as session:
             subscriber, realm = store.policy_inputs(session, name)
             mta = store.mobile_mta_networks(session)
         moment = when or self.clock()

@@ -57,10 +57,12 @@ def add_realm(
     note: str | None = None,
 ) -> Realm:
     key = check_realm_name(name)
+    if key == "default":
+        raise InvalidInput("'default' is not a realm name: `subscriber set-realm USER default` means the part after @")
     if model is not None and model.upper() not in ("A", "B", "C"):
         raise InvalidInput(f"model {model!r} is not A, B or C")
     filter_name = check_text(filter_name, "--filter-name", MAX_FILTER_NAME) if filter_name is not None else None
-    note = (check_text(note, "note", MAX_NOTE, required=False) or None) if note is not None else None
+    note = (check_text(note, "note", MAX_NOTE, required=False, multiline=True) or None) if note is not None else None
     if default_class:
         check_class(default_class)
     if find_realm(session, key) is not None:
@@ -144,7 +146,7 @@ def add_mobile_mta_block(
 ) -> MobileMtaBlock:
     block = check_cidr(cidr)
     carrier = check_text(carrier, "--carrier", MAX_CARRIER)
-    note = (check_text(note, "note", MAX_NOTE, required=False) or None) if note is not None else None
+    note = (check_text(note, "note", MAX_NOTE, required=False, multiline=True) or None) if note is not None else None
     if session.scalars(select(MobileMtaBlock).where(MobileMtaBlock.cidr == block)).first() is not None:
         raise Conflict(f"mobile MTA block {block} already exists")
     row = MobileMtaBlock(cidr=block, carrier=carrier, note=note, created_at=now)

@@ -105,7 +105,7 @@ def add_subscriber(
     note: str | None = None,
 ) -> Subscriber:
     name = check_username(username)
-    note = (check_text(note, "note", MAX_NOTE, required=False) or None) if note is not None else None
+    note = (check_text(note, "note", MAX_NOTE, required=False, multiline=True) or None) if note is not None else None
     cls = check_class(class_override) if class_override else None
     chosen_realm = realm_for(name, realm)
     statics = [check_address(a) for a in static_addresses]
@@ -186,7 +186,7 @@ def set_class(session: Session, username: str, cls: str | None, *, actor: str, n
 
 def set_note(session: Session, username: str, note: str, *, actor: str, now: datetime) -> Subscriber:
     """A note changes no decision: nothing is pushed."""
-    value = check_text(note, "note", MAX_NOTE, required=False) or None
+    value = check_text(note, "note", MAX_NOTE, required=False, multiline=True) or None
     sub = lock_subscriber(session, username)
     return _change(session, sub, "subscriber.set-note", actor, now, push=False, note=value)
 
