@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in freeradius freeradius-utils freeradius-common python3-venv nftables chromium; do
+for pkg in freeradius freeradius-utils freeradius-common python3-venv nftables chromium fonts-ipafont-gothic; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)

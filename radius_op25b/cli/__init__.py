@@ -6,6 +6,7 @@ Exit 0 on success, 1 on an operational error, 2 on a usage error; errors are one
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -39,6 +40,11 @@ def main(args: Sequence[str] | None = None, *, now: datetime | None = None, out:
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # `op25b audit | head -1`: the reader left. Whatever else goes to stdout goes nowhere
+        # (so the interpreter's own flush at exit cannot fail again); no traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

@@ -442,9 +442,9 @@ def cmd_audit(ctx: Context) -> int:
     a = ctx.args
     data = ctx.desk().audit(user=a.user, since=a.since, action=a.action, limit=a.limit)
     text = table(
-        ("at", "actor", "action", "target", "reason", "change"),
+        ("at", "actor", "via", "action", "target", "reason", "change"),
         (
-            (_when(e["at"]), e["actor"], e["action"], e["target"], e["reason"], _changes(e["before"], e["after"]))
+            (_when(e["at"]), e["actor"], e["via"], e["action"], e["target"], e["reason"], _changes(e["before"], e["after"]))
             for e in data["entries"]
         ),
         "(no entries)",

@@ -65,8 +65,6 @@ class ExemptionBody(Change):
     permanent: bool = False
     extend: bool = Field(False, description="move the end of the active exemption")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
 
 class ReasonBody(Change):
     reason: Text
@@ -79,8 +77,6 @@ class StaticBody(Change):
 class ClassBody(Change):
     class_: Annotated[Literal["full", "mobile", "none", "default"], Field(alias="class")]
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
 
 class NoteBody(Strict):
     note: Annotated[str, Field(max_length=2000)]
@@ -92,8 +88,6 @@ class SubscriberBody(Change):
     static: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)] = []
     class_: Annotated[Literal["full", "mobile", "none"] | None, Field(alias="class")] = None
     note: Annotated[str | None, Field(max_length=2000)] = None
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 def created(data: dict[str, Any]) -> JSONResponse:

@@ -91,7 +91,9 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
         headers = getattr(exc, "headers", None)
         if not request.url.path.startswith("/api/"):
             return pages.error_page(request, exc.status_code, str(exc.detail), headers=headers)
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=headers)
+        # A body that cannot be parsed at all (not UTF-8, not JSON) is a malformed body too: 422.
+        status = 422 if exc.status_code == 400 else exc.status_code
+        return JSONResponse({"error": str(exc.detail)}, status_code=status, headers=headers)
 
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -39,6 +39,10 @@ class Sessions:
         now = time.monotonic()
         session = WebSession(member, secrets.token_urlsafe(32), now, now)
         with self._lock:
+            # Expired sessions go here too, not only when looked up: a client that keeps no
+            # cookie (an SSO proxy's health check) opens one per request.
+            for old in [k for k, v in self._by_id.items() if now - v.created > SESSION_SECONDS or now - v.seen > IDLE_SECONDS]:
+                del self._by_id[old]
             self._by_id[sid] = session
         return sid, session
 

@@ -264,7 +264,7 @@ def test_audit_text_has_reason_and_before_after(op25b: Op25b) -> None:
     op25b("subscriber", "set-static", ALICE, "203.0.113.9", "--actor", "agent8")
     op25b("subscriber", "exempt", ALICE, "--reason", "runs own MTA", "--for", "7d")
     lines = op25b("audit", "--user", ALICE)[0].splitlines()
-    assert lines[0].split() == ["AT", "ACTOR", "ACTION", "TARGET", "REASON", "CHANGE"]
+    assert lines[0].split() == ["AT", "ACTOR", "VIA", "ACTION", "TARGET", "REASON", "CHANGE"]
     assert "agent8" in lines[2] and "ip_type: dynamic -> static; static_addresses: [] -> [203.0.113.9]" in lines[2]
     assert "runs own MTA" in lines[3]
     assert "?" not in "\n".join(lines)
