@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -38,7 +38,7 @@ from radius_op25b.core.inputs import (
     parse_duration,
     parse_time,
 )
-from radius_op25b.errors import InvalidInput, NotFound, UsageError
+from radius_op25b.errors import InvalidInput, NotFound, Op25bError, UsageError
 from radius_op25b.services import explain
 from radius_op25b.store import db
 from radius_op25b.store.models import AcctSession, AuditLog, CoaJob, Exemption, Realm, Subscriber
@@ -227,7 +227,36 @@ class Desk:
             live = self._live(session) if reaches_sessions else ()
         return Result(data, live, reaches_sessions, self.at_next_login)
 
-    def _live(self, session: Session) -> tuple[LivePush, ...]:
+    def _preview(self, work: Callable[[Session, datetime], object]) -> tuple[LivePush, ...]:
+        """What `work` would do to open sessions, found by doing it and rolling it back (the same
+        reckoning as a real change's; nothing is queued, audited or kept)."""
+        with db.unavailable_as_store_error(self.engine), Session(self._database()) as session:
+            store.hold_pushes(session)
+            try:
+                work(session, self.clock())
+            except Op25bError:
+                return ()  # the change itself would be refused: it disconnects nobody
+            live = self._live(session, preview=True)
+            session.rollback()
+        return live
+
+    def preview_exempt(self, user: str) -> tuple[LivePush, ...]:
+        """What an exemption (or moving its end) would do to the subscriber's open sessions now."""
+        store.check_username(user)
+
+        def work(session: Session, now: datetime) -> None:
+            sub = store.lock_subscriber(session, user)
+            extend = store.active_exemption(sub, now) is not None
+            store.exempt(session, user, reason="preview", until=now + timedelta(days=1), actor=self.actor, now=now, extend=extend)
+
+        return self._preview(work)
+
+    def preview_unexempt(self, user: str) -> tuple[LivePush, ...]:
+        """What ending the exemption would do to the subscriber's open sessions now."""
+        store.check_username(user)
+        return self._preview(lambda session, now: store.unexempt(session, user, reason="preview", actor=self.actor, now=now))
+
+    def _live(self, session: Session, *, preview: bool = False) -> tuple[LivePush, ...]:
         ids = store.affected_sessions(session)
         if not ids:
             return ()
@@ -237,7 +266,7 @@ class Desk:
         now = self.clock()
         pushes = []
         for row in rows:
-            if self.at_next_login:
+            if self.at_next_login and not preview:
                 pushes.append(LivePush(row.nas_name, row.acct_session_id, row.username, "next-login"))
                 continue
             client = self.config.client(row.nas_name) or table.lookup(row.nas_address)

@@ -20,9 +20,6 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from radius_op25b.core import profiles
-from radius_op25b.core.clients import ClientTable
-from radius_op25b.core.config import Config
 from radius_op25b.errors import InvalidInput
 from radius_op25b.services.desk import Result, live_lines
 from radius_op25b.services.staff import Member
@@ -321,22 +318,10 @@ def search(request: Request, q: Annotated[str, Query(max_length=253)] = "") -> R
     return render(seen, "search.html", q=query, kind=kind, found=found)
 
 
-def session_warnings(config: Config, sessions: list[dict[str, Any]], *, to_none: bool) -> list[dict[str, str]]:
-    """Which open sessions a change would Disconnect, read from the NAS profiles without changing
-    anything. `to_none`: the change takes the filter away (an exemption), which a CoA can do only
-    on a profile with a CoA remove; otherwise a profile that changes filters only by Disconnect."""
-    table = ClientTable(config.clients)
-    warnings: dict[str, str] = {}
-    for row in sessions:
-        client = config.client(row["nas"]) or table.lookup(row["nas_address"])
-        if client is None or (to_none and row.get("class_applied") == "none"):
-            continue  # no NAS to push to, or the filter is already off: nothing is sent now
-        change = profiles.live_change_for(client.profile, config.profiles)
-        if change.method == "disconnect":
-            warnings[row["nas"]] = f"profile {client.profile} changes filters only by Disconnect"
-        elif to_none and change.remove is None:
-            warnings[row["nas"]] = f"profile {client.profile} has no CoA remove"
-    return [{"nas": nas, "why": why} for nas, why in warnings.items()]
+def disconnect_warnings(pushes: Any) -> list[dict[str, str]]:
+    """The NASes whose sessions a change would Disconnect (from the desk's preview), once each."""
+    found = {p.nas: p.why or "" for p in pushes if p.method == "disconnect"}
+    return [{"nas": nas, "why": why} for nas, why in found.items()]
 
 
 DECISION_WORDS = {
@@ -364,8 +349,9 @@ def subscriber(request: Request, username: str) -> Response:
         decision_words=DECISION_WORDS.get(decision["class"], decision["class"]),
         exempt=exempt,
         may_change=seen.member.may("agent"),
-        exempt_warnings=session_warnings(state.config, shown["sessions"], to_none=True),
-        unexempt_warnings=session_warnings(state.config, shown["sessions"], to_none=False),
+        # The desk does the change in a transaction it rolls back: the same reckoning as the real one.
+        exempt_warnings=disconnect_warnings(desk.preview_exempt(username)) if shown["sessions"] else [],
+        unexempt_warnings=disconnect_warnings(desk.preview_unexempt(username)) if shown["sessions"] and exempt else [],
     )
 
 
