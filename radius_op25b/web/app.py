@@ -60,7 +60,7 @@ def status_of(exc: Op25bError) -> int:
 
 
 def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
-    from radius_op25b.web import api, pages
+    from radius_op25b.web import api, decide, pages
 
     app = FastAPI(
         title="radius-op25b support desk API",
@@ -69,6 +69,7 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
         "Authenticate with `Authorization: Bearer TOKEN` (`op25b staff token NAME`).",
         docs_url=None,
         redoc_url=None,
+        lifespan=decide.lifespan,  # the held policy set for /api/v1/decide (as serve holds it)
     )
     state = WebState(config, engine, clock or (lambda: datetime.now(UTC)))
     app.state.op25b = state
@@ -96,5 +97,6 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
         return JSONResponse({"error": str(exc.detail)}, status_code=status, headers=headers)
 
     app.include_router(api.router)
+    app.include_router(decide.router)
     app.include_router(pages.router)
     return app

@@ -1,0 +1,300 @@
+"""The shipped FreeRADIUS plugin (deploy/freeradius-plugin/, issue 17 item 2) in a real FreeRADIUS
+3.2 with Debian's rlm_rest, against a real `op25b web` with the decide endpoint, both backends.
+
+FreeRADIUS is the test upstream of tests/support/freeradius.py (users file, PAP) with the three
+operator lines of deploy/freeradius-plugin/README.md added to its rendered copy: the module, the
+policy file, and `op25b_post_auth` in post-auth. radclient is the NAS.
+
+- a dynamic subscriber gets Filter-Id OP25B-FULL and the Class op25b:full (beside the upstream's);
+- a Framed-IP-Address (from the users file reply) in a static pool: no filter, no tag;
+- an exemption made with the CLI applies within 2 s;
+- op25b web stopped: the fail-safe (OP25B_FAILSAFE_FILTER) and still an Access-Accept; with
+  no fail-safe configured, an Accept with nothing added; a bad token is a fail-safe too;
+- what the module sends: the six fields, never User-Password (a capturing HTTP server).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import pytest
+
+from tests.support.freeradius import FreeRadiusInstance, require_freeradius
+from tests.support.paths import REPO_ROOT
+from tests.support.ports import free_tcp_port, free_udp_port
+from tests.support.processes import wait_until
+from tests.support.radclient import Reply, parse_reply, radclient
+from tests.support.web import Cli
+from tests.web.test_decide import CLIENTS, DecideWeb, config_text
+
+pytestmark = pytest.mark.freeradius
+
+PLUGIN = REPO_ROOT / "deploy" / "freeradius-plugin"
+SECRET = "nas-secret"
+USERS = {"alice@isp.example": "alicepw", "bob@isp.example": "bobpw", "mallory@isp.example": "mallorypw"}
+PROPAGATION = 2.0
+REPORT: list[str] = []
+
+
+def require_rlm_rest() -> None:
+    require_freeradius()
+    if not any(Path(d, "rlm_rest.so").exists() for d in ("/usr/lib/freeradius", "/usr/lib/x86_64-linux-gnu/freeradius")):
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("needs Debian's freeradius-rest - CI must install it")
+        pytest.skip("needs Debian's freeradius-rest (rlm_rest)")
+
+
+class PluginFreeRadius(FreeRadiusInstance):
+    """The test upstream with the plugin installed the way README.md tells an operator to."""
+
+    def render(self) -> Path:
+        conf = super().render()
+        shutil.copy(PLUGIN / "mods-available" / "op25b", conf / "mods" / "op25b")
+        (conf / "mods" / "expr").write_text("expr {\n}\n")  # %{urlquote:} (mods-enabled/expr in a stock install)
+        (conf / "policy.d").mkdir()
+        shutil.copy(PLUGIN / "policy.d" / "op25b", conf / "policy.d" / "op25b")
+        radiusd = (conf / "radiusd.conf").read_text()
+        radiusd = radiusd.replace(
+            "\t$INCLUDE ${confdir}/mods/detail\n",
+            "\t$INCLUDE ${confdir}/mods/detail\n\t$INCLUDE ${confdir}/mods/expr\n\t$INCLUDE ${confdir}/mods/op25b\n",
+        )
+        radiusd = radiusd.replace(
+            "$INCLUDE ${confdir}/sites/default",
+            "policy {\n\t$INCLUDE ${confdir}/policy.d/\n}\n\n$INCLUDE ${confdir}/sites/default",
+        )
+        (conf / "radiusd.conf").write_text(radiusd)
+        site = (conf / "sites" / "default").read_text()
+        site, n = re.subn(r"(\tpost-auth \{\n)", r"\1\t\top25b_post_auth\n", site)
+        assert n == 1, site
+        (conf / "sites" / "default").write_text(site)
+        return conf
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report() -> Iterator[None]:
+    yield
+    for line in REPORT:
+        print(line)
+
+
+class Env:
+    """Sets FreeRADIUS's environment (it inherits ours at start) and restores ours afterwards."""
+
+    def __init__(self, **values: str | None) -> None:
+        self.values, self.saved = values, {k: os.environ.get(k) for k in values}
+
+    def __enter__(self) -> None:
+        for k, v in self.values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    def __exit__(self, *exc: object) -> None:
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def start_freeradius(tmp: Path, *, url: str, token: str, failsafe: str | None) -> PluginFreeRadius:
+    fr = PluginFreeRadius("plugin", free_udp_port(), free_udp_port(), SECRET, tmp_dir=tmp)
+    with Env(OP25B_URL=url, OP25B_TOKEN=token, OP25B_FAILSAFE_FILTER=failsafe):
+        fr.start()
+    return fr
+
+
+def login(fr: FreeRadiusInstance, user: str, timeout: str = "2", **extra: str) -> Reply:
+    text = f'User-Name = "{user}"\nUser-Password = "{USERS[user]}"\nNAS-IP-Address = 127.0.0.1\n'
+    text += "".join(f"{k} = {v}\n" for k, v in extra.items())
+    reply = parse_reply(radclient(text, fr.auth_addr, SECRET, timeout=float(timeout), retries=1).stdout)
+    assert reply.code == "Access-Accept", (user, reply, fr.log_tail())
+    return reply
+
+
+def op25b_tags(reply: Reply) -> list[str]:
+    values = [bytes.fromhex(v[2:]).decode() if v.startswith("0x") else v for v in reply.all("Class")]
+    return [v for v in values if v.startswith("op25b:")]
+
+
+@dataclass
+class Stack:
+    fr: PluginFreeRadius
+    web: DecideWeb
+    cli: Cli
+
+
+@pytest.fixture
+def stack(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> Iterator[Stack]:
+    require_rlm_rest()
+    config_path = tmp_path / "op25b.toml"
+    config_path.write_text(config_text(database_url, CLIENTS))
+    web = DecideWeb(config_path, tmp_path / "web.log", port=free_tcp_port())
+    cli = Cli(config_path, capsys)
+    cli("staff", "add", "radius", "--role", "viewer", "--actor", "root")
+    token = cli.token("radius", "--actor", "root")
+    fr: PluginFreeRadius | None = None
+    try:
+        web.start()
+        fr = start_freeradius(tmp_path / "fr", url=web.base_url, token=token, failsafe="OP25B-FULL")
+        yield Stack(fr, web, cli)
+    finally:
+        if fr is not None:
+            fr.stop()
+        web.stop()
+    assert token not in web.log_text()
+
+
+def test_dynamic_gets_the_filter_static_pool_none(stack: Stack) -> None:
+    alice = login(stack.fr, "alice@isp.example")
+    assert alice.get("Filter-Id") == "OP25B-FULL", alice
+    assert op25b_tags(alice) == ["op25b:full"]
+    assert len(alice.all("Class")) == 2, alice  # the upstream's Class stays
+    assert alice.get("Framed-IP-Address") == "100.64.0.7"
+    bob = login(stack.fr, "bob@isp.example")  # the users file gives him 203.0.113.25, a static pool
+    assert "Filter-Id" not in bob and op25b_tags(bob) == [], bob
+    # the NAS by NAS-Identifier: cisco-xr, a multi-valued attribute (rlm_rest's "+=" with a list)
+    xr = login(stack.fr, "alice@isp.example", **{"NAS-Identifier": '"bng-xr"'})
+    assert xr.all("Cisco-AVPair") == ["ipv4:inacl=OP25B-FULL", "ipv6:ipv6_inacl=OP25B-FULL-V6"], xr
+    assert "Filter-Id" not in xr and op25b_tags(xr) == ["op25b:full"], xr
+    off = login(stack.fr, "alice@isp.example", **{"NAS-Identifier": '"bng-off"'})  # enforcement off
+    assert "Filter-Id" not in off and op25b_tags(off) == [], off
+    # added latency: the same Access-Request 300 times, one at a time, plain FreeRADIUS vs with the plugin
+    plain = FreeRadiusInstance("plain", free_udp_port(), free_udp_port(), SECRET, tmp_dir=stack.fr.run_dir.parent / "plain")
+    with plain:
+        per_login = {name: timed_logins(fr) for name, fr in (("plain", plain), ("plugin", stack.fr), ("plain again", plain))}
+    REPORT.append(
+        "plugin: 300 sequential Access-Requests (radclient -c 300), per login: "
+        + ", ".join(f"{name} {ms:.3f} ms" for name, ms in per_login.items())
+        + f"; added by the plugin {per_login['plugin'] - min(per_login['plain'], per_login['plain again']):.3f} ms"
+    )
+
+
+def timed_logins(fr: FreeRadiusInstance, n: int = 300) -> float:
+    text = 'User-Name = "alice@isp.example"\nUser-Password = "alicepw"\nNAS-IP-Address = 127.0.0.1\n'
+    radclient(text, fr.auth_addr, SECRET, extra_args=("-p", "1", "-c", "20"))  # warm up
+    t0 = time.perf_counter()
+    done = radclient(text, fr.auth_addr, SECRET, extra_args=("-p", "1", "-c", str(n)))
+    elapsed = time.perf_counter() - t0
+    assert done.returncode == 0 and done.stdout.count("Received Access-Accept") == n, done.stdout[-2000:]
+    return elapsed / n * 1e3
+
+
+def test_cli_exemption_applies_within_2s(stack: Stack) -> None:
+    user = "mallory@isp.example"
+    stack.cli("subscriber", "add", user, "--actor", "root")
+    assert login(stack.fr, user).get("Filter-Id") == "OP25B-FULL"
+    stack.cli("subscriber", "exempt", user, "--reason", "own MTA", "--for", "30d", "--actor", "root")
+    t0 = time.monotonic()
+    assert wait_until(lambda: "Filter-Id" not in login(stack.fr, user), PROPAGATION), "exemption not applied within 2 s"
+    REPORT.append(f"plugin: CLI exemption seen by FreeRADIUS after {time.monotonic() - t0:.3f}s")
+    assert op25b_tags(login(stack.fr, user)) == []
+
+
+def test_op25b_down_gives_the_failsafe_and_an_accept(stack: Stack) -> None:
+    stack.web.stop()
+    t0 = time.perf_counter()
+    alice = login(stack.fr, "alice@isp.example")
+    elapsed = time.perf_counter() - t0
+    assert alice.get("Filter-Id") == "OP25B-FULL" and op25b_tags(alice) == ["op25b:failsafe"], alice
+    bob = login(stack.fr, "bob@isp.example")
+    assert bob.get("Filter-Id") == "OP25B-FULL", bob  # the fail-safe knows no pools
+    REPORT.append(f"plugin: op25b down, fail-safe Accept in {elapsed * 1e3:.0f} ms")
+    stack.web.start()  # back: decisions again, with no FreeRADIUS restart
+    assert wait_until(lambda: op25b_tags(login(stack.fr, "alice@isp.example")) == ["op25b:full"], 5)
+
+
+@pytest.mark.parametrize("failsafe", [None, ""], ids=["unset", "empty"])
+def test_no_failsafe_configured(tmp_path: Path, failsafe: str | None) -> None:
+    require_rlm_rest()
+    port = free_tcp_port()  # nothing listens there
+    fr = start_freeradius(tmp_path / "fr", url=f"http://127.0.0.1:{port}", token="op25b_x", failsafe=failsafe)
+    try:
+        alice = login(fr, "alice@isp.example")
+        assert "Filter-Id" not in alice and op25b_tags(alice) == [], alice
+        assert alice.get("Class") is not None  # the upstream's reply is intact
+    finally:
+        fr.stop()
+
+
+def test_a_hung_op25b_gives_the_failsafe_after_the_timeout(tmp_path: Path) -> None:
+    require_rlm_rest()
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # connects, never answers
+    fr = start_freeradius(
+        tmp_path / "fr", url=f"http://127.0.0.1:{hung.getsockname()[1]}", token="op25b_x", failsafe="OP25B-FULL"
+    )
+    try:
+        t0 = time.monotonic()
+        alice = login(fr, "alice@isp.example", timeout="5")
+        elapsed = time.monotonic() - t0
+    finally:
+        fr.stop()
+        hung.close()
+    assert alice.get("Filter-Id") == "OP25B-FULL" and op25b_tags(alice) == ["op25b:failsafe"], alice
+    assert 1.5 < elapsed < 3.5, elapsed  # the module's timeout = 2.0
+    REPORT.append(f"plugin: op25b hung, fail-safe Accept after {elapsed:.2f}s")
+
+
+def test_a_refused_token_gives_the_failsafe(stack: Stack, tmp_path: Path) -> None:
+    fr = start_freeradius(tmp_path / "fr-bad-token", url=stack.web.base_url, token="op25b_wrong", failsafe="OP25B-FULL")
+    try:
+        alice = login(fr, "alice@isp.example")  # op25b answers 401: rlm_rest's "invalid"
+        assert alice.get("Filter-Id") == "OP25B-FULL" and op25b_tags(alice) == ["op25b:failsafe"], alice
+    finally:
+        fr.stop()
+    assert op25b_tags(login(stack.fr, "alice@isp.example")) == ["op25b:full"]  # the right token still works
+
+
+class Capture(BaseHTTPRequestHandler):
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        Capture.seen.append((self.path, dict(self.headers), body))
+        self.send_response(401 if self.headers.get("authorization") != "Bearer op25b_test" else 204)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_module_sends_only_the_decision_fields(tmp_path: Path) -> None:
+    require_rlm_rest()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Capture)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fr = start_freeradius(tmp_path / "fr", url=f"http://127.0.0.1:{server.server_address[1]}", token="op25b_test", failsafe="F")
+    try:
+        Capture.seen.clear()
+        reply = login(fr, "alice@isp.example", **{"NAS-Identifier": '"bng a&b=c"'})
+        assert "Filter-Id" not in reply  # 204: nothing added, no fail-safe
+    finally:
+        fr.stop()
+        server.shutdown()
+    (path, headers, body), *_ = Capture.seen
+    assert path == "/api/v1/decide"
+    assert headers["Content-Type"].startswith("application/x-www-form-urlencoded"), headers
+    fields = dict(parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=True))
+    assert fields == {
+        "user_name": "alice@isp.example",
+        "framed_ip_address": "100.64.0.7",
+        "framed_ipv6_prefix": "",
+        "delegated_ipv6_prefix": "",
+        "nas_ip_address": "127.0.0.1",
+        "nas_identifier": "bng a&b=c",
+    }, body
+    assert b"alicepw" not in body and b"Password" not in body
