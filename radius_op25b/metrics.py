@@ -30,6 +30,28 @@ DATABASE_ERRORS = Counter("op25b_database_errors", "Database operations that fai
 CACHED_REPLIES = Counter("op25b_duplicates_answered", "Retransmissions answered from the RFC 5080 reply cache")
 IN_FLIGHT = Gauge("op25b_in_flight", "Requests waiting for an upstream")
 
+# Accounting (services/recorder.py): how far the sessions table is behind what the NASes were told.
+SPOOL_DEPTH = Gauge("op25b_accounting_spool_records", "Accounting records spooled, not yet in the database")
+SPOOL_BYTES = Gauge("op25b_accounting_spool_bytes", "Bytes of spool segments not yet in the database")
+SPOOL_OLDEST = Gauge(
+    "op25b_accounting_oldest_unapplied_seconds", "Age of the oldest spooled record not yet in the database (0: none waits)"
+)
+RECORDED = Counter("op25b_accounting_recorded", "Accounting records written to the database")
+DRAIN_RATE = Gauge("op25b_accounting_drain_records_per_second", "Records written to the database per second, last 10 s")
+DRAIN_BATCH = Histogram(
+    "op25b_accounting_drain_batch_seconds",
+    "One batch of spooled records applied to the database (one transaction)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SPOOL_FAILURES = Counter(
+    "op25b_accounting_spool_failures",
+    "Accounting records that could not be spooled (full or I/O error): not answered, the NAS retries",
+)
+QUARANTINED = Counter("op25b_accounting_quarantined", "Spooled records the database refused: set aside in the quarantine")
+DRAIN_ERRORS = Counter(
+    "op25b_accounting_drain_errors", "Drain attempts that failed for another reason than the database being away"
+)
+
 DROP_CAUSES = (
     "unknown_client",
     "malformed",

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from radius_op25b.cli.accounting import cmd_accounting, lag_text  # noqa: F401  (accounting quarantine, lag)
 from radius_op25b.cli.acl import cmd_acl, cmd_export  # noqa: F401  (acl render/report/diff, export)
 from radius_op25b.cli.parser import default_actor
 from radius_op25b.core.config import Config, config_path, load_config
@@ -366,8 +367,15 @@ def cmd_sessions(ctx: Context) -> int:
         data = desk.active_sessions(user=a.user, limit=a.limit)
         ctx.emit(data, sessions_table(data["sessions"], "(no active sessions)"))
     elif a.sessions_command == "who-had":
+        from radius_op25b.services.spool import spool_lag
+
         data = desk.who_had(a.ip, at=a.at)
-        ctx.emit(data, sessions_table(data["sessions"], f"nobody had {data['address']} at {_when(data['at'])} UTC"))
+        lag = spool_lag(ctx.config.spool_dir)  # the spool folder of every worker; no database
+        data["spool"], data["complete"] = lag.json(), lag.known and not lag.behind
+        text = sessions_table(data["sessions"], f"nobody had {data['address']} at {_when(data['at'])} UTC")
+        if not data["complete"]:
+            text += f"\n(may be incomplete: {lag_text(lag)})"
+        ctx.emit(data, text)
     else:
         result = desk.purge_sessions(older_than=a.older_than)
         ctx.report(

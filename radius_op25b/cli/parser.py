@@ -260,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     from radius_op25b.cli import acl as acl_cli  # acl render/report/diff, export (its own module)
 
     acl_cli.add_parsers(sub, leaf, group)
+    from radius_op25b.cli import accounting as accounting_cli  # accounting quarantine | lag (its own module)
+
+    accounting_cli.add_parsers(sub, leaf, group)
 
     q = leaf(sub, "web", "the support desk's pages and the HTTP API ([web] listen)", "cmd_web")
     q.add_argument("--listen", metavar="HOST:PORT", help="override [web] listen (default 127.0.0.1:8080)")

@@ -1,11 +1,13 @@
-"""Session records from relayed accounting: a pure extractor (packet -> record). The spool that
-keeps them until the database has them is `services/spool.py`."""
+"""Session records from relayed accounting: a pure extractor (packet -> record) and the one
+validation (`clean_record`) every record passes before SQL. The spool that keeps them until the
+database has them is `services/spool.py`."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 
 from radius_op25b.radius import (
     ACCT_DELAY_TIME,
@@ -154,3 +156,113 @@ def record_from_request(attributes: Attributes, nas_name: str, nas_address: str,
         output_octets=_octets(attributes, ACCT_OUTPUT_OCTETS, ACCT_OUTPUT_GIGAWORDS),
         terminate_cause=TERMINATE_CAUSES.get(cause, str(cause)) if cause is not None else None,
     )
+
+
+# --- validation before SQL ------------------------------------------------------------------------
+#
+# The widths are those of store/models.py AcctSession (String(n) counts characters on both
+# backends); the same rules run for SQLite and PostgreSQL, so a record never reaches one backend
+# in a shape the other would refuse. Text is clamped (a NAS's over-long Acct-Session-Id still
+# makes a session); a value that cannot mean anything is dropped to None; a record that cannot
+# be a session at all (no status, no NAS address) is refused: RecordRefused, and it is set aside.
+
+TEXT_WIDTHS = {
+    "nas_name": 100,
+    "nas_address": 45,
+    "acct_session_id": 253,
+    "username": 253,
+    "nas_ip_address": 45,
+    "nas_identifier": 253,
+    "nas_port_id": 253,
+    "framed_ip": 45,
+    "framed_ipv6_prefix": 49,
+    "delegated_ipv6_prefix": 49,
+    "class_applied": 8,
+    "terminate_cause": 64,
+}
+USERNAME_KEY_WIDTH = 253
+COUNTER_MAX = (1 << 63) - 1  # a signed 64-bit BIGINT
+SESSION_TIME_MAX = 100 * 365 * 86400  # a century: any more is a broken NAS, and overflows timedelta
+# RFC 2869 §5.3 Event-Timestamp is 32-bit seconds since 1970; anything outside that is not a time.
+EVENT_TIME_MIN, EVENT_TIME_MAX = 0.0, float((1 << 32) - 1)
+
+
+class RecordRefused(ValueError):
+    """A record that cannot be a session row: set aside (quarantined), never retried."""
+
+
+def _clean_text(value: object, width: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RecordRefused(f"text expected, got {type(value).__name__}")
+    if "\x00" in value:
+        value = value.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (from a spool line's \ud800): not UTF-8
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value[:width]
+
+
+def _clean_int(value: object, high: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordRefused(f"integer expected, got {type(value).__name__}")
+    return min(max(value, 0), high)
+
+
+def _clean_address(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def _clean_prefix(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return None
+    # Stored normalized, as who_had's candidates are (store/sessions.py _prefix_candidates).
+    return str(network) if network.version == 6 else None
+
+
+def username_key_of(username: str) -> str:
+    """The lower-cased lookup key, clamped: lowering can lengthen text ('İ' -> 'i̇')."""
+    return username.strip().lower()[:USERNAME_KEY_WIDTH]
+
+
+def clean_record(record: AccountingRecord) -> AccountingRecord:
+    """The record as the sessions table can hold it on either backend; RecordRefused when it
+    cannot be a session row at all."""
+    if record.status not in STATUS_NAMES.values():
+        raise RecordRefused(f"unknown status {record.status!r}")
+    event_time = record.event_time
+    if isinstance(event_time, bool) or not isinstance(event_time, int | float) or not math.isfinite(event_time):
+        raise RecordRefused(f"event time {event_time!r} is not a time")
+    changes: dict[str, object] = {"event_time": float(min(max(event_time, EVENT_TIME_MIN), EVENT_TIME_MAX))}
+    for name, width in TEXT_WIDTHS.items():
+        changes[name] = _clean_text(getattr(record, name), width)
+    for name in ("acct_session_id", "username", "nas_name"):
+        if changes[name] is None:
+            changes[name] = ""
+    nas_address = _clean_address(changes["nas_address"])  # type: ignore[arg-type]
+    if nas_address is None:
+        raise RecordRefused(f"NAS address {record.nas_address!r} is not an address")  # CoA goes back there
+    changes["nas_address"] = nas_address
+    changes["nas_ip_address"] = _clean_address(changes["nas_ip_address"])  # type: ignore[arg-type]
+    changes["framed_ip"] = _clean_address(changes["framed_ip"])  # type: ignore[arg-type]
+    for name in ("framed_ipv6_prefix", "delegated_ipv6_prefix"):
+        changes[name] = _clean_prefix(changes[name])  # type: ignore[arg-type]
+    changes["session_time"] = _clean_int(record.session_time, SESSION_TIME_MAX)
+    for name in ("input_octets", "output_octets"):
+        changes[name] = _clean_int(getattr(record, name), COUNTER_MAX)
+    if all(value == getattr(record, name) for name, value in changes.items()) and type(record.event_time) is float:
+        return record
+    return replace(record, **changes)  # type: ignore[arg-type]

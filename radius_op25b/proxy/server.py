@@ -114,7 +114,15 @@ class ProxyServer:
             own = spool_dir if self.worker == 0 else spool_dir / f"worker-{self.worker}"
             # Worker 0 also drains spools of workers that no longer exist (fewer --workers now).
             orphans = [d for d in spool_dir.glob("worker-*") if self.worker == 0 and _worker_number(d) >= self.workers]
-            self.recorder = Recorder(self.engine, Spool(own, self.config.spool_max_bytes), loop, [Spool(d) for d in orphans])
+            self.recorder = Recorder(
+                self.engine,
+                Spool(own, self.config.spool_max_bytes),
+                loop,
+                [Spool(d) for d in orphans],
+                # Not spooled, not answered: the NAS's retransmission must be relayed afresh,
+                # not dropped as a duplicate of a request in flight.
+                on_unrecorded=lambda job: relay.dedup.forget(job.key, job.request.authenticator),
+            )
             self.recorder.start()
             relay.accounting_hook = self.recorder.record
             policy = self.policy

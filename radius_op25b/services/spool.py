@@ -1,16 +1,22 @@
 """The on-disk spool that makes an acknowledged accounting record survive a crash until the
-database has it.
+database has it, and the quarantine beside it for records the database will never take.
 
-The spool is a directory of append-only JSON-lines segments. `append` writes and fsyncs before
-the NAS is acknowledged; the drainer applies whole segments in order and deletes them only after
-the database committed them. Applying is idempotent, so a replay after a crash is harmless.
+The spool is a directory of append-only JSON-lines segments `NNNNNNNNNN-<created ms>.jsonl`.
+`append` writes and fsyncs before the NAS is acknowledged; the drainer applies whole segments in
+order and deletes them only after the database committed them. Applying is idempotent, so a
+replay after a crash is harmless. Every list, stat and unlink of a segment happens under one
+lock, and the bytes in use are counted in memory: a writer never trips over a segment the
+drainer is deleting (the FileNotFoundError that lost acknowledged records, issue 14).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +24,42 @@ from radius_op25b.core.accounting import AccountingRecord
 
 log = logging.getLogger("op25b.accounting")
 
+QUARANTINE = "quarantine"  # below the spool folder: records set aside, one file per refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    path: Path
+    number: int
+    created: float  # epoch seconds: when its first record was spooled (at most that old)
+
+
+def _parse(path: Path) -> Segment | None:
+    number, _, created = path.stem.partition("-")
+    try:
+        # A segment of an older release has no creation time in its name: its mtime is the
+        # closest bound we have (younger than its first record).
+        return Segment(path, int(number), int(created) / 1000 if created else path.stat().st_mtime)
+    except (ValueError, OSError):
+        return None
+
+
+def list_segments(directory: Path) -> list[Segment]:
+    found = (_parse(p) for p in directory.glob("*.jsonl"))
+    return sorted((s for s in found if s is not None), key=lambda s: s.number)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """A new file's name is durable only once its folder is synced (ext4 and XFS alike)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 class Spool:
-    """Append-only segments `NNNNNNNNNN.jsonl` in `directory`; bounded by `max_bytes`."""
+    """Append-only segments in `directory`; bounded by `max_bytes`."""
 
     SEGMENT_BYTES = 4 * 1024 * 1024
 
@@ -30,14 +69,19 @@ class Spool:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        segments = self.segments()
-        self._number = int(segments[-1].stem) + 1 if segments else 1
+        segments = list_segments(self.dir)
+        self._number = segments[-1].number + 1 if segments else 1
         self._file: Any = None
+        self._current: Segment | None = None
         self._size = 0
-        self.pending = sum(self._count(s) for s in segments)  # records not yet in the database
+        self._sizes = {s.path: s.path.stat().st_size for s in segments}
+        self._born = {s.path: s.created for s in segments}
+        self.bytes = sum(self._sizes.values())  # bytes in segments not yet in the database
+        self.pending = sum(self._count(s.path) for s in segments)  # records not yet in the database
 
     def segments(self) -> list[Path]:
-        return sorted(self.dir.glob("*.jsonl"))
+        with self._lock:
+            return [s.path for s in list_segments(self.dir)]
 
     @staticmethod
     def _count(segment: Path) -> int:
@@ -45,23 +89,42 @@ class Spool:
             return sum(1 for line in fh if line.endswith(b"\n"))
 
     def bytes_used(self) -> int:
-        return sum(s.stat().st_size for s in self.segments())
+        return self.bytes
+
+    def oldest(self) -> float | None:
+        """When the oldest record not yet in the database was spooled (None: nothing waits)."""
+        with self._lock:
+            return min(self._born.values(), default=None) if self.pending else None
 
     def append(self, records: list[AccountingRecord]) -> bool:
-        """Write and fsync; False (and nothing written) when the spool is full."""
+        """Write and fsync; False (and nothing written) when the spool is full. An OSError means
+        the records may or may not be on disk: they must not be acknowledged (a replay of one
+        that is there after all is idempotent)."""
         data = "".join(r.to_json() + "\n" for r in records).encode()
         with self._lock:
-            if self._file is None:
-                if self.bytes_used() + len(data) > self.max_bytes:
-                    return False
-                path = self.dir / f"{self._number:010d}.jsonl"
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                self._file = os.fdopen(fd, "ab")  # kept open: the current segment
-                self._size = 0
-            self._file.write(data)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            if self.bytes + len(data) > self.max_bytes:
+                return False
+            try:
+                if self._file is None:
+                    now = time.time()
+                    path = self.dir / f"{self._number:010d}-{int(now * 1000)}.jsonl"
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                    self._file = os.fdopen(fd, "ab")  # kept open: the current segment
+                    self._current, self._size = Segment(path, self._number, now), 0
+                    self._sizes[path], self._born[path] = 0, now
+                    _fsync_dir(self.dir)
+                self._file.write(data)
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError:
+                # Whatever half of it reached the file, the next append starts a new segment:
+                # a torn line is then the last of its segment, where `read` expects one.
+                self._seal()
+                raise
+            assert self._current is not None
             self._size += len(data)
+            self._sizes[self._current.path] += len(data)
+            self.bytes += len(data)
             self.pending += len(records)
             if self._size >= self.SEGMENT_BYTES:
                 self._seal()
@@ -69,37 +132,149 @@ class Spool:
 
     def _seal(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                log.error("spool %s: closing segment: %s", self.dir, exc)
             self._file = None
+            self._current = None
             self._number += 1
 
     def take_segment(self) -> Path | None:
         """The oldest segment, sealed first so no writer appends to it while it is applied."""
         with self._lock:
-            segments = self.segments()
+            segments = list_segments(self.dir)
             if not segments:
                 return None
-            if self._file is not None and segments[0].stem == f"{self._number:010d}":
+            oldest = segments[0]
+            if self._current is not None and oldest.path == self._current.path:
                 self._seal()
-            return segments[0]
+            return oldest.path
 
-    def read(self, segment: Path) -> list[AccountingRecord]:
-        records = []
-        with open(segment, encoding="utf-8") as fh:
+    def read(self, segment: Path) -> tuple[list[AccountingRecord], list[str]]:
+        """The records of a sealed segment, and the lines that are not records (to set aside)."""
+        records, unreadable = [], []
+        with open(segment, encoding="utf-8", errors="surrogateescape") as fh:
             for line in fh:
                 if not line.endswith("\n"):
                     break  # a torn last line from a crash mid-write: it was never acknowledged
                 try:
                     records.append(AccountingRecord.from_json(line))
                 except (ValueError, TypeError):
-                    log.error("spool %s: skipping an unreadable line", segment.name)
-        return records
+                    unreadable.append(line.rstrip("\n"))
+        return records, unreadable
 
     def done(self, segment: Path, count: int) -> None:
-        segment.unlink(missing_ok=True)
         with self._lock:
+            segment.unlink(missing_ok=True)
+            self.bytes = max(0, self.bytes - self._sizes.pop(segment, 0))
+            self._born.pop(segment, None)
             self.pending = max(0, self.pending - count)
 
     def close(self) -> None:
         with self._lock:
             self._seal()
+
+
+# --- the quarantine ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One record set aside: the record as spooled (or the raw line), and why."""
+
+    reason: str
+    record: dict[str, Any] | None
+    line: str | None = None
+
+
+class Quarantine:
+    """`<spool>/quarantine/<time>-<pid>-<n>.jsonl`, 0600 like the segments: each line a JSON object
+    {"reason", "record" | "line", "at", "source"}. Written and fsynced before the segment that held
+    the records is deleted, so a refused record is never just gone."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def add(self, refusals: list[Refusal], source: str) -> Path | None:
+        if not refusals:
+            return None
+        now = time.time()
+        lines = [
+            json.dumps(
+                {"at": now, "source": source, "reason": r.reason}
+                | ({"record": r.record} if r.record is not None else {"line": r.line}),
+                separators=(",", ":"),
+                ensure_ascii=True,
+            )
+            + "\n"
+            for r in refusals
+        ]
+        with self._lock:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._count += 1
+            path = self.dir / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}-{os.getpid()}-{self._count}.jsonl"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write("".join(lines).encode("ascii"))
+                fh.flush()
+                os.fsync(fh.fileno())
+            _fsync_dir(self.dir)
+        return path
+
+
+def quarantined(spool_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every record set aside under a spool folder (all workers'), oldest first, each with its file."""
+    base = Path(spool_dir)
+    entries: list[dict[str, Any]] = []
+    for folder in [base / QUARANTINE, *sorted(base.glob(f"worker-*/{QUARANTINE}"))]:
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            with open(path, encoding="ascii", errors="replace") as fh:
+                for number, line in enumerate(fh, 1):
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        entry = {"reason": "unreadable quarantine line", "line": line.rstrip("\n")}
+                    entries.append({"file": str(path), "line_number": number, **entry})
+    entries.sort(key=lambda e: (e.get("at") or 0, e["file"], e["line_number"]))
+    return entries
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolLag:
+    """How far the sessions table is behind the acknowledged accounting (from the files alone)."""
+
+    segments: int
+    bytes: int
+    oldest_age: float | None  # seconds since the oldest unapplied record was spooled; None: none
+    known: bool = True  # False: the folder is not readable by this user (the spool is the service's)
+
+    @property
+    def behind(self) -> bool:
+        return self.bytes > 0
+
+    def json(self) -> dict[str, Any]:
+        return {"segments": self.segments, "bytes": self.bytes, "oldest_age_seconds": self.oldest_age, "known": self.known}
+
+
+def spool_lag(spool_dir: str | os.PathLike[str], now: float | None = None) -> SpoolLag:
+    """The spool's backlog, read from its folder (every worker's): for `sessions who-had`, which
+    runs in another process and may answer from a table that has not caught up."""
+    base = Path(spool_dir)
+    now = time.time() if now is None else now
+    if base.exists() and not os.access(base, os.R_OK | os.X_OK):
+        return SpoolLag(0, 0, None, known=False)  # glob would just find nothing: say we cannot tell
+    count, size, oldest = 0, 0, None
+    for folder in [base, *sorted(base.glob("worker-*"))]:
+        for segment in list_segments(folder) if folder.is_dir() else []:
+            try:
+                length = segment.path.stat().st_size
+            except FileNotFoundError:
+                continue  # applied and deleted while we looked
+            if length == 0:
+                continue
+            count, size = count + 1, size + length
+            oldest = segment.created if oldest is None else min(oldest, segment.created)
+    return SpoolLag(count, size, None if oldest is None else max(0.0, now - oldest))

@@ -1,16 +1,19 @@
-"""Sessions from accounting: who is online, who had an address."""
+"""Sessions from accounting: who is online, who had an address; accounting applied in batches."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from radius_op25b.core.accounting import AccountingRecord
+from radius_op25b.core.accounting import AccountingRecord, RecordRefused, clean_record, username_key_of
 from radius_op25b.core.decision import username_key
+from radius_op25b.errors import Op25bError
 from radius_op25b.store.audit import audit
 from radius_op25b.store.checks import check_address
 from radius_op25b.store.models import (
@@ -19,70 +22,224 @@ from radius_op25b.store.models import (
 )
 
 
-def apply_accounting(session: Session, records: Sequence[AccountingRecord]) -> None:
-    """Apply accounting records in order. Idempotent: a replayed or retransmitted record
-    leaves the same rows as the first application did."""
+class AccountingRefused(Op25bError):
+    """The database refused a batch of accounting records (a value it cannot hold, a unique key
+    another writer took first): split the batch, and set aside a record refused on its own."""
+
+
+# Records per SELECT of existing rows: well under SQLite's 32,766 bound parameters.
+_KEYS_PER_SELECT = 500
+_COLUMNS = (
+    "nas_name",
+    "nas_address",
+    "acct_session_id",
+    "nas_ip_address",
+    "nas_identifier",
+    "nas_port_id",
+    "username",
+    "username_key",
+    "framed_ip",
+    "framed_ipv6_prefix",
+    "delegated_ipv6_prefix",
+    "class_applied",
+    "started_at",
+    "updated_at",
+    "stopped_at",
+    "terminate_cause",
+    "input_octets",
+    "output_octets",
+)
+_OPTIONAL = (
+    "nas_ip_address",
+    "nas_identifier",
+    "nas_port_id",
+    "framed_ip",
+    "framed_ipv6_prefix",
+    "delegated_ipv6_prefix",
+    "class_applied",
+)
+# How much earlier than its row's start a record's event may be and still be of that session (an
+# Interim opened the row at arrival minus Acct-Session-Time; the Start, late, says a little less).
+_SAME_SESSION_SLACK = timedelta(seconds=60)
+_TABLE = AcctSession.__table__
+_UPDATE = (
+    _TABLE.update()  # type: ignore[attr-defined]
+    .where(_TABLE.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}") for name in _COLUMNS})
+)
+
+
+def apply_accounting(session: Session, records: Sequence[AccountingRecord]) -> list[tuple[AccountingRecord, str]]:
+    """Apply accounting records in order, in batches: the rows a batch touches are read with one
+    SELECT per NAS, the records folded in memory in arrival order (so a Start, its Interims and
+    its Stop end as they would one by one), and written with one multi-row upsert (INSERT ... ON
+    CONFLICT DO UPDATE, both backends). Idempotent: a replayed or retransmitted record leaves the same rows as
+    the first application did.
+
+    Every record is validated first (core/accounting.py `clean_record`, the same on both
+    backends); those that cannot be a session row are returned with the reason, not written.
+    AccountingRefused when the database refuses the batch; StoreUnavailable when it is away."""
+    session.flush()
+    refused: list[tuple[AccountingRecord, str]] = []
+    clean: list[AccountingRecord] = []
     for record in records:
-        _apply_record(session, record)
-        session.flush()
+        try:
+            clean.append(clean_record(record))
+        except (RecordRefused, TypeError, ValueError, OverflowError) as exc:
+            refused.append((record, str(exc) or type(exc).__name__))
+    try:
+        start = 0
+        while start < len(clean):
+            start = _apply_run(session, clean, start, refused)
+    except (IntegrityError, DataError) as exc:
+        raise AccountingRefused(_first_line(exc)) from exc
+    except DBAPIError:
+        raise  # lost connection, a SQL bug: db.transaction's mapping decides
+    except StatementError as exc:  # a bind value the driver or a column type would not take
+        raise AccountingRefused(_first_line(exc)) from exc
+    except (ValueError, OverflowError, TypeError) as exc:  # the driver's own refusal (psycopg2: NUL)
+        raise AccountingRefused(f"{type(exc).__name__}: {exc}") from exc
+    return refused
 
 
-def _apply_record(session: Session, r: AccountingRecord) -> None:
-    when = datetime.fromtimestamp(r.event_time, UTC)
-    if r.status in ("on", "off"):
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _apply_run(session: Session, records: list[AccountingRecord], start: int, refused: list[tuple[AccountingRecord, str]]) -> int:
+    """Apply records[start:] up to the next barrier; returns where the next run starts. A barrier
+    is an Accounting-On/Off (it closes every open session of its NAS: the rows before it must be
+    written first) or a reused Acct-Session-Id of a row this run created (it is renamed by its
+    id, which the database gives only once it is written)."""
+    first = records[start]
+    if first.status in ("on", "off"):
+        when = datetime.fromtimestamp(first.event_time, UTC)
         # RFC 2866 §5.1: Accounting-On/Off - the NAS (re)started or stops: its sessions ended.
         session.execute(
             update(AcctSession)
-            .where(AcctSession.nas_address == r.nas_address, AcctSession.stopped_at.is_(None), AcctSession.started_at <= when)
-            .values(stopped_at=when, updated_at=when, terminate_cause=f"Accounting-{r.status.capitalize()}")
+            .where(AcctSession.nas_address == first.nas_address, AcctSession.stopped_at.is_(None), AcctSession.started_at <= when)
+            .values(stopped_at=when, updated_at=when, terminate_cause=f"Accounting-{first.status.capitalize()}"),
+            execution_options={"synchronize_session": False},
         )
-        return
+        return start + 1
+    end = start
+    while end < len(records) and records[end].status not in ("on", "off"):
+        end += 1
+    rows = _existing_rows(session, records[start:end])
+    renamed: list[dict[str, Any]] = []
+    index = start
+    while index < end:
+        record = records[index]
+        try:
+            if not _fold(rows, renamed, record):
+                break  # a barrier: write what we have, continue from this record
+        except (ValueError, OverflowError, TypeError) as exc:
+            refused.append((record, f"{type(exc).__name__}: {exc}"))
+        index += 1
+    if renamed:  # first: the new session takes the name the old one gives up
+        session.execute(_UPDATE, [{"b_id": row["id"], **{f"b_{n}": row[n] for n in _COLUMNS}} for row in renamed])
+    upserts = [{n: row[n] for n in _COLUMNS} for row in rows.values() if row is not None and row["_dirty"]]
+    if upserts:
+        # With RETURNING, SQLAlchemy's "insertmanyvalues" sends pages of many VALUES rows per
+        # statement from one cached compilation (without it, psycopg2 would go row by row).
+        session.execute(_upsert(session), upserts).all()
+    return index
+
+
+def _upsert(session: Session) -> Any:
+    """INSERT ... ON CONFLICT (nas_address, acct_session_id) DO UPDATE: new and changed rows in one
+    multi-row statement (SQLAlchemy's insertmanyvalues pages it), on either backend."""
+    name = session.get_bind().dialect.name
+    statement = _UPSERTS.get(name)
+    if statement is None:
+        if name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        base = dialect_insert(_TABLE)
+        keys = ("nas_address", "acct_session_id")
+        statement = _UPSERTS[name] = base.on_conflict_do_update(
+            index_elements=list(keys), set_={n: base.excluded[n] for n in _COLUMNS if n not in keys}
+        ).returning(_TABLE.c.id)
+    return statement
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def _existing_rows(session: Session, records: Sequence[AccountingRecord]) -> dict[tuple[str, str], dict[str, Any] | None]:
+    by_nas: dict[str, set[str]] = {}
+    for r in records:
+        if r.acct_session_id:
+            by_nas.setdefault(r.nas_address, set()).add(r.acct_session_id)
+    rows: dict[tuple[str, str], dict[str, Any] | None] = {}
+    for nas, ids in by_nas.items():
+        wanted = sorted(ids)
+        for i in range(0, len(wanted), _KEYS_PER_SELECT):
+            chunk = wanted[i : i + _KEYS_PER_SELECT]
+            # The unique (nas_address, acct_session_id) index answers this on both backends.
+            query = select(_TABLE).where(_TABLE.c.nas_address == nas, _TABLE.c.acct_session_id.in_(chunk))
+            for found in session.execute(query).mappings():
+                rows[(nas, found["acct_session_id"])] = {**found, "_dirty": False}
+    return rows
+
+
+def _fold(rows: dict[tuple[str, str], dict[str, Any] | None], renamed: list[dict[str, Any]], r: AccountingRecord) -> bool:
+    """One record onto the in-memory rows, as the sessions table would take it alone. False when
+    the record needs a row written first (see `_apply_run`)."""
     if not r.acct_session_id:
-        return
-    row = session.scalars(
-        select(AcctSession).where(AcctSession.nas_address == r.nas_address, AcctSession.acct_session_id == r.acct_session_id)
-    ).one_or_none()
-    if row is not None and row.stopped_at is not None and r.status == "start" and when > row.stopped_at:
+        return True
+    key = (r.nas_address, r.acct_session_id)
+    when = datetime.fromtimestamp(r.event_time, UTC)
+    row = rows.get(key)
+    if row is not None and when < row["started_at"] - _SAME_SESSION_SLACK:
+        # An event from before this row's session began: an earlier session under a reused
+        # Acct-Session-Id, replayed from the spool. It must not reopen or restop the new one.
+        return True
+    if row is not None and row["stopped_at"] is not None and r.status == "start" and when > row["stopped_at"]:
+        if row.get("id") is None:
+            return False
         # The NAS reused the Acct-Session-Id for a new session: keep the old one's history.
-        row.acct_session_id = f"{row.acct_session_id}#{row.id}"
-        session.flush()
+        row["acct_session_id"] = f"{row['acct_session_id']}#{row['id']}"[:253]
+        renamed.append(row)
         row = None
     if row is None:
         started = when if r.status == "start" else when - timedelta(seconds=r.session_time or 0)
-        row = AcctSession(
-            nas_name=r.nas_name,
-            nas_address=r.nas_address,
-            acct_session_id=r.acct_session_id,
-            username=r.username,
-            username_key=username_key(r.username),
-            started_at=started,
-            updated_at=when,
-            input_octets=0,
-            output_octets=0,
-        )
-        session.add(row)
-    elif row.stopped_at is not None and r.status != "stop":
-        return  # an earlier record replayed after the Stop
-    for field_name in (
-        "nas_ip_address",
-        "nas_identifier",
-        "nas_port_id",
-        "framed_ip",
-        "framed_ipv6_prefix",
-        "delegated_ipv6_prefix",
-        "class_applied",
-    ):
-        value = getattr(r, field_name)
+        row = {name: None for name in _COLUMNS} | {
+            "nas_name": r.nas_name,
+            "nas_address": r.nas_address,
+            "acct_session_id": r.acct_session_id,
+            "username": r.username,
+            "username_key": username_key_of(r.username),
+            "started_at": started,
+            "updated_at": when,
+            "input_octets": 0,
+            "output_octets": 0,
+            "id": None,
+            "_dirty": True,
+        }
+        rows[key] = row
+    elif row["stopped_at"] is not None and r.status != "stop":
+        return True  # an earlier record replayed after the Stop
+    for name in _OPTIONAL:
+        value = getattr(r, name)
         if value:
-            setattr(row, field_name, value)
+            row[name] = value
     if r.username:
-        row.username, row.username_key = r.username, username_key(r.username)
-    row.updated_at = max(row.updated_at, when)
-    row.input_octets = max(row.input_octets or 0, r.input_octets or 0)
-    row.output_octets = max(row.output_octets or 0, r.output_octets or 0)
+        row["username"], row["username_key"] = r.username, username_key_of(r.username)
+    row["updated_at"] = max(row["updated_at"], when)
+    row["input_octets"] = max(row["input_octets"] or 0, r.input_octets or 0)
+    row["output_octets"] = max(row["output_octets"] or 0, r.output_octets or 0)
     if r.status == "stop":
-        row.stopped_at = row.stopped_at or when
-        row.terminate_cause = r.terminate_cause or row.terminate_cause
+        row["stopped_at"] = row["stopped_at"] or when
+        row["terminate_cause"] = r.terminate_cause or row["terminate_cause"]
+    row["_dirty"] = True
+    return True
+
+
+def _apply_record(session: Session, r: AccountingRecord) -> None:
+    """One record alone (kept for callers of the one-by-one API)."""
+    apply_accounting(session, [r])
 
 
 def active_sessions(session: Session, username: str | None = None, limit: int = 1000) -> Sequence[AcctSession]:
