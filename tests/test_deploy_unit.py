@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +31,7 @@ import pytest
 
 from tests.support.freeradius import FreeRadiusInstance
 from tests.support.ports import free_tcp_port, free_udp_port
-from tests.support.processes import SETPRIV, read_text, stop
+from tests.support.processes import SETPRIV, read_text, stop, wait_until
 from tests.support.radclient import parse_reply, radclient
 from tests.support.rawclient import status_server
 
@@ -235,6 +237,36 @@ def test_the_unit_serves_with_the_shipped_config_as_an_unprivileged_user(sandbox
     open_to_others = [f"{p} {stat.filemode(p.lstat().st_mode)}" for p in made if _world_or_group_access(p)]
     assert open_to_others == []
     assert {p.lstat().st_uid for p in made} == {NOBODY}
+
+
+def test_the_web_unit_serves_the_desk_as_the_same_unprivileged_user(sandbox: Sandbox) -> None:
+    """deploy/op25b-web.service: the same user, config and state as op25b.service; its ExecStart
+    (`op25b web`) answers HTTP with the shipped config, and refuses an API call without a token."""
+    web = unit_settings(REPO / "deploy" / "op25b-web.service")
+    for key in ("User", "Group", "EnvironmentFile", "StateDirectory", "UMask", "NoNewPrivileges", "MemoryDenyWriteExecute"):
+        assert web[key] == sandbox.settings[key], key
+    (exec_start,) = web["ExecStart"]
+    assert exec_start == "/opt/op25b/venv/bin/op25b -c /etc/op25b/op25b.toml web"
+    done = sandbox.run("db", "upgrade")
+    assert done.returncode == 0, done.stderr
+    port = free_tcp_port()
+    sandbox.argv[sandbox.argv.index("serve") :] = ["web", "--listen", f"127.0.0.1:{port}"]
+    proc = sandbox.spawn()
+    try:
+
+        def answer() -> int | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/exemptions", timeout=1) as r:
+                    return r.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+            except OSError:
+                return None
+
+        assert wait_until(lambda: answer() is not None, 20), sandbox.log.read_text()[-2000:]
+        assert answer() == 401
+    finally:
+        stop(proc)
 
 
 def test_every_unit_file_points_at_the_shipped_paths() -> None:
