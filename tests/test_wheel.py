@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.freeradius import DEFAULT_SECRET
-from tests.support.ports import free_udp_port
+from tests.support.ports import free_tcp_port, free_udp_port
 from tests.support.radclient import parse_reply, radclient
 from tests.test_layers import ROOT, source_modules
 
@@ -72,6 +72,10 @@ def test_the_wheel_has_every_module_of_the_source_tree(wheel: Path) -> None:
         "radius_op25b/py.typed",
     ):
         assert data in names
+    # the pages' templates and style sheet, every one of them
+    web = Path(__file__).resolve().parents[1] / "radius_op25b" / "web"
+    shipped = [f"radius_op25b/web/{p.relative_to(web)}" for p in [*web.glob("templates/*"), *web.glob("static/*")]]
+    assert len(shipped) > 5 and sorted(set(shipped) - names) == []
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith("LICENSE") for n in names)
 
 
@@ -136,6 +140,47 @@ def test_serve_from_the_wheel_relays_and_filters(installed: Path, tmp_path: Path
         assert reply is not None, (work / "serve.log").read_text()[-2000:]
         assert reply.get("Filter-Id") == "OP25B-FULL"
         assert "0x" + b"op25b:full".hex() in reply.all("Class")  # radclient prints Class as octets
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def test_web_from_the_wheel_renders_its_pages(installed: Path, tmp_path: Path) -> None:
+    """`op25b web` of the installed wheel: its templates and style sheet load from the package."""
+    import urllib.request
+
+    work = tmp_path / "desk"
+    work.mkdir()
+    assert _run(installed, work, "init").returncode == 0
+    port = free_tcp_port()
+    log = (work / "web.log").open("wb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OP25B_", "PYTHON"))}
+    proc = subprocess.Popen(
+        [str(installed / "op25b"), "web", "--listen", f"127.0.0.1:{port}"],
+        cwd=work,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        page = css = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None and page is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/sign-in", timeout=1) as r:
+                    page = r.read().decode()
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/op25b.css", timeout=1) as r:
+                    css = r.read().decode()
+            except OSError:
+                time.sleep(0.2)
+        assert page is not None, (work / "web.log").read_text()[-2000:]
+        assert "Username" in page and "Password" in page and "Sign in" in page
+        assert css and "{" in css
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
