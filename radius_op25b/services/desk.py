@@ -393,7 +393,7 @@ class Desk:
 
     def delete_subscriber(self, user: str, *, reason: str) -> Result:
         store.check_username(user)
-        check_text(reason, "--reason", MAX_REASON)
+        check_text(reason, "the reason", MAX_REASON)
 
         def work(session: Session, now: datetime) -> dict[str, Any]:
             return {"deleted": store.delete_subscriber(session, user, reason=reason, actor=self.actor, now=now)}
@@ -415,9 +415,9 @@ class Desk:
         """One active exemption per subscriber, with an end: `until` (a date means its end, UTC),
         `duration` from now, or `permanent` (refused when policy.max_exemption caps the length)."""
         if sum((until is not None, duration is not None, permanent)) != 1:
-            raise UsageError("give one of --until DATE, --for DURATION or --permanent")
+            raise UsageError("give one end: until (a date or time), for (a duration such as 30d) or permanent")
         store.check_username(user)
-        check_text(reason, "--reason", MAX_REASON)
+        check_text(reason, "the reason", MAX_REASON)
         end = parse_time(until, end_of_day=True) if until is not None else None
         length = parse_duration(duration) if duration is not None else None
         cap = self.config.max_exemption
@@ -439,7 +439,7 @@ class Desk:
 
     def unexempt(self, user: str, *, reason: str) -> Result:
         store.check_username(user)
-        check_text(reason, "--reason", MAX_REASON)
+        check_text(reason, "the reason", MAX_REASON)
 
         def work(session: Session, now: datetime) -> dict[str, Any]:
             store.lock_subscriber(session, user)

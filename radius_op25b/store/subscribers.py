@@ -199,7 +199,7 @@ def set_realm(session: Session, username: str, realm: str | None, *, actor: str,
 
 def delete_subscriber(session: Session, username: str, *, reason: str, actor: str, now: datetime) -> dict[str, Any]:
     """The subscriber and its exemptions go; its open sessions are decided as an unknown login's."""
-    why = check_text(reason, "--reason", MAX_REASON)
+    why = check_text(reason, "the reason", MAX_REASON)
     sub = lock_subscriber(session, username)
     before = {**subscriber_state(sub), "exemptions": [exemption_state(ex) for ex in sub.exemptions]}
     key = sub.username_key
@@ -238,7 +238,7 @@ def exempt(
 ) -> Exemption:
     """Grant the one active exemption (`until` None: permanent), or with `extend` move the expiry
     of the active one. Limits (policy.max_exemption) are the caller's (services/desk.py)."""
-    why = check_text(reason, "--reason", MAX_REASON)
+    why = check_text(reason, "the reason", MAX_REASON)
     if until is not None and until <= now:
         raise InvalidInput(f"expiry {until.isoformat()} is not in the future")
     sub = lock_subscriber(session, username)
@@ -266,7 +266,7 @@ def exempt(
     if current is not None:
         raise Conflict(
             f"subscriber {sub.username!r} is already exempt ({format_expiry(current.expires_at)}, by {current.actor}); "
-            "use --extend to move the expiry"
+            "extend it to move the end (--extend)"
         )
     ex = Exemption(subscriber=sub, reason=why, actor=actor, created_at=now, expires_at=until)
     session.add(ex)
@@ -286,7 +286,7 @@ def exempt(
 
 
 def unexempt(session: Session, username: str, *, reason: str, actor: str, now: datetime) -> list[Exemption]:
-    why = check_text(reason, "--reason", MAX_REASON)
+    why = check_text(reason, "the reason", MAX_REASON)
     sub = lock_subscriber(session, username)
     active = [ex for ex in sub.exemptions if exemption_view(ex).active_at(now)]
     if not active:
