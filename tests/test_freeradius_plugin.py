@@ -34,8 +34,8 @@ from tests.support.paths import REPO_ROOT
 from tests.support.ports import free_tcp_port, free_udp_port
 from tests.support.processes import wait_until
 from tests.support.radclient import Reply, parse_reply, radclient
-from tests.support.web import Cli
-from tests.web.test_decide import CLIENTS, DecideWeb, config_text
+from tests.support.web import Cli, WebProcess
+from tests.web.test_decide import CLIENTS, config_text
 
 pytestmark = pytest.mark.freeradius
 
@@ -131,7 +131,7 @@ def op25b_tags(reply: Reply) -> list[str]:
 @dataclass
 class Stack:
     fr: PluginFreeRadius
-    web: DecideWeb
+    web: WebProcess
     cli: Cli
 
 
@@ -140,7 +140,7 @@ def stack(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str])
     require_rlm_rest()
     config_path = tmp_path / "op25b.toml"
     config_path.write_text(config_text(database_url, CLIENTS))
-    web = DecideWeb(config_path, tmp_path / "web.log", port=free_tcp_port())
+    web = WebProcess(config_path, tmp_path / "web.log", port=free_tcp_port())
     cli = Cli(config_path, capsys)
     cli("staff", "add", "radius", "--role", "viewer", "--actor", "root")
     token = cli.token("radius", "--actor", "root")

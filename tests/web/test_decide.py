@@ -15,7 +15,6 @@ tokens made with the CLI, the endpoint driven with httpx:
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from radius_op25b.core.config import load_config
 from radius_op25b.store import db
 from radius_op25b.web import decide
 from radius_op25b.web.app import create_app
-from tests.support import processes
 from tests.support.harness import client_block
 from tests.support.ports import free_tcp_port
 from tests.support.processes import wait_until
@@ -37,27 +35,6 @@ from tests.support.web import Cli, WebProcess
 
 PROPAGATION = 2.0  # issue 17: an exemption made with the CLI applies within 2 s
 REPORT: list[str] = []
-
-
-class DecideWeb(WebProcess):
-    """`op25b web` (python -m radius_op25b), stopped by the test's own death signal if it dies."""
-
-    def start(self, timeout: float = 20.0) -> DecideWeb:
-        args = [sys.executable, "-m", "radius_op25b", "-c", str(self.config_path), "web", "--listen", f"127.0.0.1:{self.port}"]
-        self.proc = processes.spawn(args, self.log_path, death_signal="KILL")
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"op25b web exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.base_url}/openapi.json", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"op25b web did not answer within {timeout}s:\n{self.log_text()[-3000:]}")
-            time.sleep(0.05)
 
 
 def config_text(database_url: str, clients: str) -> str:
@@ -78,7 +55,7 @@ CLIENTS = (
 
 @dataclass
 class Stack:
-    web: DecideWeb
+    web: WebProcess
     cli: Cli
     url: str
     tokens: dict[str, str] = field(default_factory=dict)
@@ -98,7 +75,7 @@ def report() -> Iterator[None]:
 def stack(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> Iterator[Stack]:
     config_path = tmp_path / "op25b.toml"
     config_path.write_text(config_text(database_url, CLIENTS))
-    web = DecideWeb(config_path, tmp_path / "web.log", port=free_tcp_port())
+    web = WebProcess(config_path, tmp_path / "web.log", port=free_tcp_port())
     cli = Cli(config_path, capsys)
     s = Stack(web, cli, database_url)
     for name, role in (("vic", "viewer"), ("ann", "agent")):
