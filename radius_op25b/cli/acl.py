@@ -8,9 +8,9 @@ import argparse
 import json
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from radius_op25b.cli.files import read_text, write_text
 from radius_op25b.core.acl import VENDORS
 from radius_op25b.errors import InvalidInput
 
@@ -84,22 +84,6 @@ def _selection(q: argparse.ArgumentParser) -> None:
     q.add_argument("--realm", metavar="R", help="only the filters this realm's subscribers can be given")
 
 
-def _read(path: str, what: str) -> str:
-    try:
-        return Path(path).read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise InvalidInput(f"{what} {path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{what} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-
-
-def _write(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text)
-    except OSError as exc:
-        raise InvalidInput(f"-o {path}: cannot write: {exc.strerror}") from None
-
-
 def _selected(ctx: Context) -> dict[str, Any]:
     from radius_op25b.core.decision import FilterClass
 
@@ -116,7 +100,7 @@ def cmd_acl(ctx: Context) -> int:
         data = rendering.json()
         rules = sum(len(f.rules) for f in rendering.filters)
         if a.output:
-            _write(a.output, rendering.text)
+            write_text(a.output, rendering.text, "-o")
             data["file"] = a.output
             ctx.emit(data, f"wrote {a.output}: {len(rendering.filters)} {a.vendor} filter(s), {rules} rule(s)")
         else:
@@ -185,7 +169,7 @@ def _diff(ctx: Context) -> None:
 
     a = ctx.args
     within = parse_duration(a.expiring_within)
-    against = _read(a.against, "--against")
+    against = read_text(a.against, "--against")
     engine = ctx.engine()
     now = ctx.clock()
     rendering = service.render(ctx.config, engine, a.vendor, now, **_selected(ctx))
@@ -237,7 +221,7 @@ def cmd_export(ctx: Context) -> int:
         pattern = re.compile(a.pattern, re.IGNORECASE)
     except re.error as exc:
         raise InvalidInput(f"--pattern {a.pattern!r} is not a regular expression ({exc})") from None
-    check = service.ptr_check(ctx.config, ctx.engine(), pattern, _read(a.zone, "--zone"))
+    check = service.ptr_check(ctx.config, ctx.engine(), pattern, read_text(a.zone, "--zone"))
     matched = len(check.dynamic) - len(check.unmatched)
 
     def rec(r: Any) -> dict[str, Any]:

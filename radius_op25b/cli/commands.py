@@ -16,11 +16,12 @@ from typing import Any
 
 from radius_op25b.cli.accounting import cmd_accounting, lag_text  # noqa: F401  (accounting quarantine, lag)
 from radius_op25b.cli.acl import cmd_acl, cmd_export  # noqa: F401  (acl render/report/diff, export)
+from radius_op25b.cli.files import read_text
 from radius_op25b.cli.parser import default_actor
 from radius_op25b.core.config import Config, config_path, load_config
 from radius_op25b.core.inputs import format_expiry
 from radius_op25b.errors import ConfigError, InvalidInput, StoreUnavailable, UsageError
-from radius_op25b.services.desk import Desk, Result, live_lines
+from radius_op25b.services.desk import Desk, Result, field_changes, live_lines
 from radius_op25b.store import db
 
 # --- text output ------------------------------------------------------------------------------------
@@ -84,13 +85,12 @@ def _changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> str
     """before -> after of the fields that differ."""
     if before is None and after is None:
         return ""
-    if before is None or after is None:
-        data = after if before is None else before
-        assert data is not None
-        sign = "+" if before is None else "-"
-        return sign + " " + ", ".join(f"{k}={_value(v)}" for k, v in sorted(data.items()) if v not in (None, [], ""))
-    keys = sorted(set(before) | set(after))
-    return "; ".join(f"{k}: {_value(before.get(k))} -> {_value(after.get(k))}" for k in keys if before.get(k) != after.get(k))
+    changed = sorted(field_changes(before, after))
+    if before is None or after is None:  # an add (+ its values) or a delete (- what it had)
+        values = [(k, new if before is None else old) for k, old, new in changed]
+        shown = ", ".join(f"{k}={_value(v)}" for k, v in values if v not in (None, [], ""))
+        return f"{'+' if before is None else '-'} {shown}"
+    return "; ".join(f"{k}: {_value(old)} -> {_value(new)}" for k, old, new in changed)
 
 
 def _value(v: Any) -> str:
@@ -184,20 +184,6 @@ def cmd_db(ctx: Context) -> int:
     text = f"current {current or '(empty)'}, head {head}" + ("" if current == head else "; run `op25b db upgrade`")
     ctx.emit(data, text)
     return 0
-
-
-def read_import(path: str) -> str:
-    """The CSV text of FILE, or of standard input for `-`."""
-    try:
-        if path == "-":
-            return sys.stdin.buffer.read().decode("utf-8-sig")
-        return Path(path).read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except (ValueError, UnicodeError):  # a NUL byte or an unencodable character in the path
-        raise InvalidInput(f"{path!r}: not a usable file name") from None
 
 
 def import_text(data: dict[str, Any]) -> str:
@@ -295,7 +281,9 @@ def cmd_subscriber(ctx: Context) -> int:
     elif command == "import":
         if a.dry_run and a.at_next_login:
             raise UsageError("--at-next-login has no meaning with --dry-run")
-        result = desk.import_csv(read_import(a.file), a.file, header=not a.no_header, update=a.update, dry_run=a.dry_run)
+        result = desk.import_csv(
+            read_text(a.file, stdin=True), a.file, header=not a.no_header, update=a.update, dry_run=a.dry_run
+        )
         if a.dry_run:
             ctx.emit(result.json(), import_text(result.data))
         else:

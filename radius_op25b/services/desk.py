@@ -126,6 +126,13 @@ def audit_json(entry: AuditLog) -> dict[str, Any]:
     }
 
 
+def field_changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[tuple[str, Any, Any]]:
+    """The fields an audit entry changed, (name, before, after), in the order the entry names them;
+    an add has no before, a delete no after."""
+    old, new = before or {}, after or {}
+    return [(k, old.get(k), new.get(k)) for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+
+
 # --- what a change does to open sessions ----------------------------------------------------------
 
 

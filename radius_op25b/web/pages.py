@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from radius_op25b.errors import InvalidInput
-from radius_op25b.services.desk import Result, live_lines
+from radius_op25b.services.desk import Result, field_changes, live_lines
 from radius_op25b.services.staff import Member
 from radius_op25b.store.audit import ACTION_GROUPS, ACTIONS
 from radius_op25b.web import i18n
@@ -377,10 +377,9 @@ def changes(before: Any, after: Any) -> list[tuple[str, str, str]]:
 
     if not isinstance(before, dict) and not isinstance(after, dict):
         return [] if before == after else [("", shown(before), shown(after))]
-    old = before if isinstance(before, dict) else {}
-    new = after if isinstance(after, dict) else {}
-    keys = list(dict.fromkeys([*old, *new]))
-    return [(k, shown(old.get(k)), shown(new.get(k))) for k in keys if old.get(k) != new.get(k)]
+    old = before if isinstance(before, dict) else None
+    new = after if isinstance(after, dict) else None
+    return [(k, shown(o), shown(n)) for k, o, n in field_changes(old, new)]
 
 
 @router.get("/audit")

@@ -156,6 +156,13 @@ def test_diff_and_expiring(op25b: Op25b, tmp_path: Path) -> None:
     assert op25b("acl", "diff", "--vendor", "junos", "--against", str(tmp_path / "none"), expect=2)[0].startswith(
         f"error: --against {tmp_path / 'none'}: cannot read"
     )
+    # a file name no system call takes (a NUL byte) is one error line too, as for `subscriber import`
+    assert op25b("acl", "diff", "--vendor", "junos", "--against", "on\x00router.txt", expect=2) == [
+        "error: --against 'on\\x00router.txt': not a usable file name"
+    ]
+    assert op25b("acl", "render", "--vendor", "junos", "-o", "out\x00.txt", expect=2) == [
+        "error: -o 'out\\x00.txt': not a usable file name"
+    ]
     assert op25b("acl", "diff", "--vendor", "junos", "--against", str(on_router), "--expiring-within", "soon", expect=2) == [
         "error: 'soon' is not a duration like 90m, 12h, 30d or 2w"
     ]
