@@ -10,11 +10,17 @@ policy file, and `op25b_post_auth` in post-auth. radclient is the NAS.
 - an exemption made with the CLI applies within 2 s;
 - op25b web stopped: the fail-safe (OP25B_FAILSAFE_FILTER) and still an Access-Accept; with
   no fail-safe configured, an Accept with nothing added; a bad token is a fail-safe too;
-- what the module sends: the six fields, never User-Password (a capturing HTTP server).
+- accounting (op25b_accounting in `accounting`): a Start makes the session in op25b's table with
+  its Class tag, `who-had` finds it, an exemption made with the CLI reaches the NAS as a
+  Disconnect-Request sent by `op25b web` ([web] push_changes), the Stop closes it; with op25b
+  down the NAS's accounting is still answered;
+- what the module sends: the six fields, never User-Password (a capturing HTTP server), and the
+  accounting fields with the Class in hex and Event-Timestamp in epoch seconds.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,13 +29,18 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
 
+from radius_op25b.radius import ACCT_SESSION_ID, DISCONNECT_REQUEST, USER_NAME, get_first
+from radius_op25b.web.accounting import AccountingBody
 from tests.support.freeradius import FreeRadiusInstance, require_freeradius
+from tests.support.harness import client_block
+from tests.support.nas import NasStandIn
 from tests.support.paths import REPO_ROOT
 from tests.support.ports import free_tcp_port, free_udp_port
 from tests.support.processes import wait_until
@@ -75,6 +86,8 @@ class PluginFreeRadius(FreeRadiusInstance):
         (conf / "radiusd.conf").write_text(radiusd)
         site = (conf / "sites" / "default").read_text()
         site, n = re.subn(r"(\tpost-auth \{\n)", r"\1\t\top25b_post_auth\n", site)
+        assert n == 1, site
+        site, n = re.subn(r"(\taccounting \{\n\t\tdetail\n)", r"\1\t\top25b_accounting\n", site)
         assert n == 1, site
         (conf / "sites" / "default").write_text(site)
         return conf
@@ -133,26 +146,30 @@ class Stack:
     fr: PluginFreeRadius
     web: WebProcess
     cli: Cli
+    nas: NasStandIn
 
 
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> Iterator[Stack]:
     require_rlm_rest()
     config_path = tmp_path / "op25b.toml"
-    config_path.write_text(config_text(database_url, CLIENTS))
+    nas = NasStandIn(SECRET.encode())  # the NAS's CoA port: FreeRADIUS has no sessions to change
+    clients = client_block("bng-generic", "127.0.0.1", SECRET, profile="generic", coa_port=nas.port) + CLIENTS.split("\n\n", 1)[1]
+    config_path.write_text(config_text(database_url, clients) + "[web]\npush_changes = true\n")
     web = WebProcess(config_path, tmp_path / "web.log", port=free_tcp_port())
     cli = Cli(config_path, capsys)
-    cli("staff", "add", "radius", "--role", "viewer", "--actor", "root")
+    cli("staff", "add", "radius", "--role", "agent", "--actor", "root")  # accounting needs an agent
     token = cli.token("radius", "--actor", "root")
     fr: PluginFreeRadius | None = None
     try:
         web.start()
         fr = start_freeradius(tmp_path / "fr", url=web.base_url, token=token, failsafe="OP25B-FULL")
-        yield Stack(fr, web, cli)
+        yield Stack(fr, web, cli, nas)
     finally:
         if fr is not None:
             fr.stop()
         web.stop()
+        nas.close()
     assert token not in web.log_text()
 
 
@@ -202,6 +219,79 @@ def test_cli_exemption_applies_within_2s(stack: Stack) -> None:
     assert op25b_tags(login(stack.fr, user)) == []
 
 
+def account(fr: FreeRadiusInstance, user: str, status: str, sid: str, **extra: str) -> Reply:
+    text = f'User-Name = "{user}"\nAcct-Status-Type = {status}\nAcct-Session-Id = "{sid}"\nNAS-IP-Address = 127.0.0.1\n'
+    extra.setdefault("Event-Timestamp", str(int(time.time())))
+    text += "".join(f"{k} = {v}\n" for k, v in extra.items())
+    reply = parse_reply(radclient(text, fr.acct_addr, SECRET, "acct", timeout=3.0, retries=1).stdout)
+    assert reply.code == "Accounting-Response", (user, status, reply, fr.log_tail())
+    return reply
+
+
+def sessions_json(cli: Cli, *args: str) -> dict[str, object]:
+    return json.loads("\n".join(cli("--json", "sessions", *args)))
+
+
+def open_sessions(cli: Cli) -> dict[str, dict[str, object]]:
+    return {str(s["username"]): s for s in sessions_json(cli, "active")["sessions"]}  # type: ignore[attr-defined]
+
+
+def test_accounting_records_plugin_sessions_and_live_changes_reach_them(stack: Stack) -> None:
+    user = "alice@isp.example"
+    stack.cli("subscriber", "add", user, "--actor", "root")
+    accept = login(stack.fr, user)
+    [tag] = [v for v in accept.all("Class") if bytes.fromhex(v[2:]).startswith(b"op25b:")]
+    t0 = time.monotonic()
+    began = int(time.time()) - 30
+    start = {"Framed-IP-Address": "100.64.0.7", "Class": tag, "NAS-Port-Id": '"eth0/1"', "Event-Timestamp": str(began)}
+    account(stack.fr, user, "Start", "P-1", **start)
+    found = wait_until(lambda: open_sessions(stack.cli).get(user), 5)
+    REPORT.append(f"plugin: Accounting-Request Start in op25b's sessions after {time.monotonic() - t0:.3f}s")
+    assert found, stack.web.log_text()[-2000:]
+    assert (found["nas"], found["acct_session_id"], found["class_applied"], found["framed_ip"]) == (
+        "bng-generic",
+        "P-1",
+        "full",
+        "100.64.0.7",
+    ), found
+    had = sessions_json(stack.cli, "who-had", "100.64.0.7")
+    assert [s["username"] for s in had["sessions"]] == [user], had  # type: ignore[index]
+    assert stack.nas.received == []
+
+    # a live change made with the CLI reaches the plugin session: `op25b web` (push_changes) sends it
+    text = stack.cli("subscriber", "exempt", user, "--reason", "own MTA", "--for", "30d", "--actor", "root")
+    assert any("disconnect" in line.lower() for line in text), text  # the CLI says the customer is cut off
+    got = stack.nas.wait_for(1, 10)
+    assert got, f"no Disconnect-Request reached the NAS:\n{stack.web.log_text()[-2000:]}"
+    [(_, packet, authentic)] = got
+    assert packet.code == DISCONNECT_REQUEST and authentic, packet
+    assert (get_first(packet.attributes, USER_NAME), get_first(packet.attributes, ACCT_SESSION_ID)) == (user.encode(), b"P-1")
+    REPORT.append(f"plugin: CLI exemption to Disconnect-Request at the NAS in {got[0][0] - t0:.3f}s after the Start")
+
+    # the Stop closes it (octets with their Gigawords, the cause by name)
+    account(
+        stack.fr,
+        user,
+        "Stop",
+        "P-1",
+        **{
+            "Acct-Session-Time": "60",
+            "Acct-Input-Octets": "5",
+            "Acct-Input-Gigawords": "1",
+            "Acct-Terminate-Cause": "Admin-Reset",
+        },
+    )
+    assert wait_until(lambda: user not in open_sessions(stack.cli), 5), open_sessions(stack.cli)
+    at = datetime.fromtimestamp(began + 10, UTC).isoformat()
+    [closed] = sessions_json(stack.cli, "who-had", "100.64.0.7", "--at", at)["sessions"]  # type: ignore[misc]
+    assert (closed["terminate_cause"], closed["input_octets"], closed["class_applied"]) == (
+        "Admin-Reset",
+        2**32 + 5,
+        "none",
+    )  # the push made it none
+    assert closed["stopped_at"] is not None, closed
+
+
 def test_op25b_down_gives_the_failsafe_and_an_accept(stack: Stack) -> None:
     stack.web.stop()
     t0 = time.perf_counter()
@@ -211,6 +301,7 @@ def test_op25b_down_gives_the_failsafe_and_an_accept(stack: Stack) -> None:
     bob = login(stack.fr, "bob@isp.example")
     assert bob.get("Filter-Id") == "OP25B-FULL", bob  # the fail-safe knows no pools
     REPORT.append(f"plugin: op25b down, fail-safe Accept in {elapsed * 1e3:.0f} ms")
+    account(stack.fr, "alice@isp.example", "Start", "DOWN-1")  # the NAS's accounting is answered all the same
     stack.web.start()  # back: decisions again, with no FreeRADIUS restart
     assert wait_until(lambda: op25b_tags(login(stack.fr, "alice@isp.example")) == ["op25b:full"], 5)
 
@@ -282,10 +373,32 @@ def test_the_module_sends_only_the_decision_fields(tmp_path: Path) -> None:
         Capture.seen.clear()
         reply = login(fr, "alice@isp.example", **{"NAS-Identifier": '"bng a&b=c"'})
         assert "Filter-Id" not in reply  # 204: nothing added, no fail-safe
+        account(
+            fr,
+            "alice@isp.example",
+            "Interim-Update",
+            "S&1=2",
+            **{"Class": "0x6f703235623a66756c6c", "Framed-IP-Address": "100.64.0.7", "Acct-Output-Gigawords": "2"},
+        )
     finally:
         fr.stop()
         server.shutdown()
-    (path, headers, body), *_ = Capture.seen
+    (path, headers, body), (acct_path, _, acct_body), *_ = Capture.seen
+    assert acct_path == "/api/v1/accounting"
+    acct = dict(parse_qsl(acct_body.decode(), keep_blank_values=True, strict_parsing=True))
+    assert {k: v for k, v in acct.items() if v} == {
+        "acct_status_type": "Interim-Update",
+        "acct_session_id": "S&1=2",
+        "user_name": "alice@isp.example",
+        "nas_address": "127.0.0.1",
+        "nas_ip_address": "127.0.0.1",
+        "framed_ip_address": "100.64.0.7",
+        "class": "0x6f703235623a66756c6c",
+        "acct_output_gigawords": "2",
+        "event_timestamp": acct["event_timestamp"],
+    }, acct_body
+    assert acct["event_timestamp"].isdigit() and abs(int(acct["event_timestamp"]) - time.time()) < 60, acct
+    assert set(acct) == set(AccountingBody.model_fields) - {"class_"} | {"class"}, sorted(acct)
     assert path == "/api/v1/decide"
     assert headers["Content-Type"].startswith("application/x-www-form-urlencoded"), headers
     fields = dict(parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=True))

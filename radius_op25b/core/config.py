@@ -150,6 +150,9 @@ class WebConfig:
     trusted_proxies: tuple[IPNetwork, ...] = ()  # ... and is believed only from these addresses
     tls_certificate: str | None = None
     tls_key: str | None = None
+    # Plugin deployments (deploy/freeradius-plugin/), where no `op25b serve` runs: this process
+    # sends the CoA/Disconnect-Requests of live changes. Off, so that a desk beside `serve` does not.
+    push_changes: bool = False
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ SCHEMA: Mapping[str, Table] = {
                 Key("trusted_proxies", "list of IPs/CIDRs the header is believed from", "[]"),
                 Key("tls_certificate", "PEM file, relative to the config file: serve HTTPS", "off"),
                 Key("tls_key", "PEM file of its private key", "off"),
+                Key("push_changes", "true: send CoA/Disconnect for live changes from op25b web (plugin deployments, no serve)", "false"),
             ),
         ),
         Table(
@@ -604,6 +608,7 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         trusted_proxies=proxies,
         tls_certificate=str(here / cert) if cert else None,
         tls_key=str(here / key) if key else None,
+        push_changes=web.get("push_changes", bool, False),
     )
     acct = table("accounting")
     spool_dir = Path(acct.get("spool_dir", str, "op25b-spool"))

@@ -121,8 +121,11 @@ class Recorder:
         returned future, which is resolved only once the record is fsync'd in the spool (never,
         when it cannot be: then `on_unrecorded(job)`). None when the request is not one we record."""
         record = record_from_request(job.request.attributes, job.client.name, job.nas_addr[0], time.time())
-        if record is None:
-            return None
+        return None if record is None else self.submit(record, job)
+
+    def submit(self, record: AccountingRecord, job: Any = None) -> asyncio.Future[None]:
+        """Queue one record (event loop): the future resolves once it is fsync'd in the spool;
+        when it cannot be, it never resolves and `on_unrecorded(job)` is called instead."""
         future: asyncio.Future[None] = self.loop.create_future()
         with self._wake:
             self._queue.append((record, future, job))

@@ -60,7 +60,7 @@ def status_of(exc: Op25bError) -> int:
 
 
 def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
-    from radius_op25b.web import api, decide, pages
+    from radius_op25b.web import accounting, api, decide, pages
 
     app = FastAPI(
         title="radius-op25b support desk API",
@@ -98,5 +98,6 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
 
     app.include_router(api.router)
     app.include_router(decide.router)
+    app.include_router(accounting.router)
     app.include_router(pages.router)
     return app

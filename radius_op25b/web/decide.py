@@ -39,9 +39,9 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
@@ -93,9 +93,9 @@ class HeldPolicy:
     """The policy set of the web process: one PolicyService (and its watcher thread), started
     with the app and stopped with it; plus the client table for finding the NAS."""
 
-    def __init__(self, config: Config, engine: Any) -> None:
+    def __init__(self, config: Config, engine: Any, on_change: Callable[[], None] | None = None) -> None:
         self.config = config
-        self.service = PolicyService(config, engine)
+        self.service = PolicyService(config, engine, on_change)
         self.clients = ClientTable(config.clients)
         self.by_name = {c.name: c for c in config.clients}
         self.fallback_profile = config.clients[0].profile if config.clients else "generic"
@@ -153,10 +153,10 @@ def rest_json(attributes: profiles.Attributes, filter_class: d.FilterClass) -> d
 # --- the app's lifespan ---------------------------------------------------------------------
 
 
-def start(app: FastAPI) -> HeldPolicy:
+def start(app: FastAPI, on_change: Callable[[], None] | None = None) -> HeldPolicy:
     """Start the held policy service for `app` (its WebState's config and engine)."""
     state = app.state.op25b
-    held = HeldPolicy(state.config, state.engine)
+    held = HeldPolicy(state.config, state.engine, on_change)
     held.start()
     app.state.op25b_policy = held
     return held
@@ -171,11 +171,34 @@ def stop(app: FastAPI) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """`FastAPI(lifespan=decide.lifespan)`: the policy service runs while the app does."""
-    await asyncio.to_thread(start, app)
+    """`FastAPI(lifespan=decide.lifespan)`: what the plugin needs runs while the app does - the
+    held policy set (decide), the accounting recorder, and with `[web] push_changes` the push
+    worker that sends live changes to the sessions (as `serve` runs them)."""
+    from radius_op25b.proxy.server import source_address
+    from radius_op25b.services.push import PushWorker
+    from radius_op25b.web import accounting
+
+    loop = asyncio.get_running_loop()
+    config: Config = app.state.op25b.config
+    pushers: list[PushWorker] = []
+
+    def changed() -> None:  # the policy watcher thread: a change may have queued push jobs
+        for pusher in pushers:
+            loop.call_soon_threadsafe(pusher.wake)
+
+    held = await asyncio.to_thread(start, app, changed)
+    accounting.start(app, loop)
     try:
+        if config.web.push_changes:
+            pusher = PushWorker(config, app.state.op25b.engine, loop, lambda: held.service.ctx, source=source_address(config, 4))
+            await pusher.start()
+            pushers.append(pusher)
+            log.info("sending live changes (CoA/Disconnect) from this process: [web] push_changes = true")
         yield
     finally:
+        for pusher in pushers:
+            await pusher.close()
+        accounting.stop(app)
         stop(app)
 
 
@@ -216,22 +239,35 @@ def _authenticate(request: Request, held: HeldPolicy | None) -> Member:
     return member
 
 
-async def _body(request: Request) -> DecideBody:
+async def authenticate(request: Request) -> Member:
+    """The caller of a plugin endpoint (decide, accounting): any valid token, cached."""
+    held: HeldPolicy | None = getattr(request.app.state, "op25b_policy", None)
+    member = _cached(request, held)
+    if member is None:
+        member = await asyncio.to_thread(_authenticate, request, held)  # the database: off the event loop
+    return member
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def form_or_json(request: Request, model: type[Body]) -> Body:
+    """The body as `model`: form-encoded (rlm_rest's `body = post`) or JSON; each field once."""
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise HTTPException(413, f"body over {MAX_BODY} bytes")
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     try:
         if kind == "application/x-www-form-urlencoded":
-            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw), max_num_fields=16)
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw), max_num_fields=32)
             fields: dict[str, str] = {}
             for key, value in pairs:
                 if key in fields:
                     raise HTTPException(422, f"{key}: given twice")
                 fields[key] = value
-            return DecideBody.model_validate(fields)
+            return model.model_validate(fields)
         if kind in ("application/json", ""):
-            return DecideBody.model_validate_json(raw or b"null")
+            return model.model_validate_json(raw or b"null")
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
     except (UnicodeDecodeError, ValueError):
@@ -246,9 +282,8 @@ async def _body(request: Request) -> DecideBody:
 )
 async def decide(request: Request) -> Response:
     held: HeldPolicy | None = getattr(request.app.state, "op25b_policy", None)
-    if _cached(request, held) is None:
-        await asyncio.to_thread(_authenticate, request, held)  # the database: off the event loop
-    body = await _body(request)
+    await authenticate(request)
+    body = await form_or_json(request, DecideBody)
     if held is None:
         raise HTTPException(503, "this op25b web holds no policy set (the decide service is not started)")
     started = time.perf_counter()

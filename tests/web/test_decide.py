@@ -73,6 +73,11 @@ def report() -> Iterator[None]:
 
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> Iterator[Stack]:
+    yield from make_stack(tmp_path, database_url, capsys)
+
+
+def make_stack(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> Iterator[Stack]:
+    """`op25b web` on CLIENTS with the staff vic (viewer) and ann (agent) and their tokens."""
     config_path = tmp_path / "op25b.toml"
     config_path.write_text(config_text(database_url, CLIENTS))
     web = WebProcess(config_path, tmp_path / "web.log", port=free_tcp_port())
