@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import socket
 import threading
 import time
@@ -41,7 +39,7 @@ from radius_op25b.web.accounting import AccountingBody
 from tests.support.freeradius import FreeRadiusInstance, require_freeradius
 from tests.support.harness import client_block
 from tests.support.nas import NasStandIn
-from tests.support.paths import REPO_ROOT
+from tests.support.plugin import install_plugin
 from tests.support.ports import free_tcp_port, free_udp_port
 from tests.support.processes import wait_until
 from tests.support.radclient import Reply, parse_reply, radclient
@@ -50,7 +48,6 @@ from tests.web.test_decide import CLIENTS, config_text
 
 pytestmark = pytest.mark.freeradius
 
-PLUGIN = REPO_ROOT / "deploy" / "freeradius-plugin"
 SECRET = "nas-secret"
 USERS = {"alice@isp.example": "alicepw", "bob@isp.example": "bobpw", "mallory@isp.example": "mallorypw"}
 PROPAGATION = 2.0
@@ -70,26 +67,7 @@ class PluginFreeRadius(FreeRadiusInstance):
 
     def render(self) -> Path:
         conf = super().render()
-        shutil.copy(PLUGIN / "mods-available" / "op25b", conf / "mods" / "op25b")
-        (conf / "mods" / "expr").write_text("expr {\n}\n")  # %{urlquote:} (mods-enabled/expr in a stock install)
-        (conf / "policy.d").mkdir()
-        shutil.copy(PLUGIN / "policy.d" / "op25b", conf / "policy.d" / "op25b")
-        radiusd = (conf / "radiusd.conf").read_text()
-        radiusd = radiusd.replace(
-            "\t$INCLUDE ${confdir}/mods/detail\n",
-            "\t$INCLUDE ${confdir}/mods/detail\n\t$INCLUDE ${confdir}/mods/expr\n\t$INCLUDE ${confdir}/mods/op25b\n",
-        )
-        radiusd = radiusd.replace(
-            "$INCLUDE ${confdir}/sites/default",
-            "policy {\n\t$INCLUDE ${confdir}/policy.d/\n}\n\n$INCLUDE ${confdir}/sites/default",
-        )
-        (conf / "radiusd.conf").write_text(radiusd)
-        site = (conf / "sites" / "default").read_text()
-        site, n = re.subn(r"(\tpost-auth \{\n)", r"\1\t\top25b_post_auth\n", site)
-        assert n == 1, site
-        site, n = re.subn(r"(\taccounting \{\n\t\tdetail\n)", r"\1\t\top25b_accounting\n", site)
-        assert n == 1, site
-        (conf / "sites" / "default").write_text(site)
+        install_plugin(conf)
         return conf
 
 

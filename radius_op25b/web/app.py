@@ -96,6 +96,7 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
         status = 422 if exc.status_code == 400 else exc.status_code
         return JSONResponse({"error": str(exc.detail)}, status_code=status, headers=headers)
 
+    app.add_middleware(decide.FastDecide, owner=app)  # rlm_rest's hot request, without the framework
     app.include_router(api.router)
     app.include_router(decide.router)
     app.include_router(accounting.router)

@@ -15,6 +15,7 @@ tokens made with the CLI, the endpoint driven with httpx:
 from __future__ import annotations
 
 import statistics
+from urllib.parse import urlencode
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -249,3 +250,29 @@ def test_in_process_app_lifespan_503_without_the_service_and_token_revocation(
         assert http.post("/api/v1/decide", json=body, headers={"Authorization": "Bearer op25b_x"}).status_code == 401
     assert app.state.op25b_policy is None  # stopped with the app
     engine.dispose()
+
+
+def test_the_fast_path_answers_as_the_route(stack: Stack) -> None:
+    """web.decide.FastDecide answers a form body with a cached token itself; JSON goes to the
+    route. Both must give the same status and body for the same fields, refusals included."""
+    stack.cli("subscriber", "add", "static@isp.example", "--static", "198.51.100.9", "--actor", "root")
+    bodies = [
+        {"user_name": "alice@isp.example", "nas_ip_address": "127.0.0.1"},
+        {"user_name": "alice@isp.example", "nas_identifier": "bng-xr"},
+        {"user_name": "static@isp.example"},
+        {"user_name": "bob@isp.example", "framed_ip_address": "203.0.113.25"},
+        {"user_name": "alice@isp.example", "framed_ip_address": "300.1.1.1"},
+        {"user_name": "alice@isp.example", "password": "x"},
+        {"user_name": ""},
+    ]
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    with stack.api() as api:
+        api.post("/api/v1/decide", json=bodies[0])  # the token is now checked and cached
+        for body in bodies:
+            route = api.post("/api/v1/decide", json=body)
+            fast = api.post("/api/v1/decide", content=urlencode(body), headers=form)
+            assert (fast.status_code, fast.content) == (route.status_code, route.content), body
+            if fast.status_code == 200:
+                assert fast.headers["content-type"] == "application/json"
+    with stack.api(None) as anonymous:  # no token: never the fast path
+        assert anonymous.post("/api/v1/decide", content=urlencode(bodies[0]), headers=form).status_code == 401
