@@ -6,6 +6,8 @@ itself (PAP from its users file), deciding OP25B two ways in post-auth.
 
 A = FreeRADIUS + deploy/freeradius-plugin (rlm_rest: `op25b_post_auth` asks `op25b web`'s
     POST /api/v1/decide, which decides from the policy set it holds in memory);
+C = FreeRADIUS + the rlm_python3 variant (mods-available/op25b_python3: the same held set and
+    decision inside the FreeRADIUS process), unless --no-python3;
 B = FreeRADIUS + rlm_sql doing the same lookup: the one query of deploy/freeradius-sql-proxy's
     post-auth on op25b's tables (subscribers, exemptions, realms), per Accept;
 plain = the same FreeRADIUS with neither (the reference for the added latency).
@@ -17,8 +19,8 @@ users entry per subscriber (Framed-IP-Address, Session-Timeout) and its per-requ
 `op25b web` runs on the same database (one client 127.0.0.1, generic profile), called with an
 agent's token.
 
-1. throughput: `radclient -p P -f requests:expected -s` with R distinct subscribers through A
-   and B, pairs alternating AB, BA, ...; a freshly started FreeRADIUS (and, for A, the same
+1. throughput: `radclient -p P -f requests:expected -s` with R distinct subscribers through A,
+   B and C, rounds rotating the order (ABC, BCA, CAB, ...); a freshly started FreeRADIUS (and, for A, the same
    `op25b web`) per run after a warm-up on other subscribers. Accepts/s from radclient's wall
    time, the ratio A/B per pair and its median (target >= 1.0). `Passed filter` checks every
    Accept carries the expected Filter-Id and Class op25b:<class>.
@@ -37,6 +39,7 @@ import os
 import re
 import shutil
 import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,7 +65,7 @@ from bench.proxy.subscribers import (  # noqa: E402
     username,
     write_import_csv,
 )
-from tests.support.plugin import install_plugin  # noqa: E402
+from tests.support.plugin import install_plugin, install_python_plugin  # noqa: E402
 from tests.support.ports import free_tcp_port  # noqa: E402
 from tests.support.web import WebProcess  # noqa: E402
 
@@ -94,6 +97,15 @@ class WithPlugin(Plain):
     def render(self) -> Path:
         conf = super().render()
         install_plugin(conf)
+        return conf
+
+
+class WithPython(Plain):
+    """C: the rlm_python3 variant (mods-available/op25b_python3): the decision inside FreeRADIUS."""
+
+    def render(self) -> Path:
+        conf = super().render()
+        install_python_plugin(conf)
         return conf
 
 
@@ -143,10 +155,15 @@ class WithSql(Plain):
 class Pair:
     a: RadclientRun
     b: RadclientRun
+    c: RadclientRun | None = None  # the rlm_python3 variant, same round
 
     @property
     def ratio(self) -> float:
         return self.a.rate / self.b.rate if self.b.rate else float("nan")
+
+    @property
+    def ratio_c(self) -> float:
+        return self.c.rate / self.b.rate if self.c is not None and self.b.rate else float("nan")
 
 
 @dataclass
@@ -212,23 +229,34 @@ def report(fig: Figures, args: argparse.Namespace) -> str:
         f"| pairs A/B | | | {', '.join(f'{r:.2f}' for r in ratios)} |",
         f"| lost / failed filter (all runs) | {sum(p.a.lost for p in fig.pairs)} / {sum(p.a.failed for p in fig.pairs)} | "
         f"{sum(p.b.lost for p in fig.pairs)} / {sum(p.b.failed for p in fig.pairs)} | |",
+        *(
+            [
+                f"| C rlm_python3: Accepts/s (median), C/B (median of rounds) | {median([p.c.rate for p in fig.pairs if p.c]):,.0f} | | "
+                f"**{median([p.ratio_c for p in fig.pairs]):.2f}** ({', '.join(f'{p.ratio_c:.2f}' for p in fig.pairs)}) |"
+            ]
+            if any(p.c for p in fig.pairs)
+            else []
+        ),
         f"| FreeRADIUS CPU ms per request (median) | {median([p.a.cpu_s / p.a.requests * 1e3 for p in fig.pairs]):.3f} | "
         f"{median([p.b.cpu_s / p.b.requests * 1e3 for p in fig.pairs]):.3f} | (A's `op25b web` not included) |",
     ]
     if fig.latency:
         added_a = [r["A"] - r["plain"] for r in fig.latency]
         added_b = [r["B"] - r["plain"] for r in fig.latency]
+        has_c = all("C" in r for r in fig.latency)
         lines += [
             "",
             f"Latency, {args.latency_requests} Access-Requests one at a time (radclient -p 1), {len(fig.latency)} round(s), "
             "mean ms per request:\n",
-            "| | plain | A plugin | B rlm_sql | added by A | added by B |",
-            "|---|---|---|---|---|---|",
+            "| | plain | A plugin | B rlm_sql | C rlm_python3 | added by A | added by B | added by C |",
+            "|---|---|---|---|---|---|---|---|",
             *(
-                f"| round {i + 1} | {r['plain']:.3f} | {r['A']:.3f} | {r['B']:.3f} | {r['A'] - r['plain']:+.3f} | {r['B'] - r['plain']:+.3f} |"
+                f"| round {i + 1} | {r['plain']:.3f} | {r['A']:.3f} | {r['B']:.3f} | {r.get('C', float('nan')):.3f} | "
+                f"{r['A'] - r['plain']:+.3f} | {r['B'] - r['plain']:+.3f} | {r.get('C', float('nan')) - r['plain']:+.3f} |"
                 for i, r in enumerate(fig.latency)
             ),
-            f"| median | | | | **{median(added_a):+.3f}** | **{median(added_b):+.3f}** |",
+            f"| median | | | | | **{median(added_a):+.3f}** | **{median(added_b):+.3f}** | "
+            + (f"**{median([r['C'] - r['plain'] for r in fig.latency]):+.3f}** |" if has_c else "|"),
         ]
     lines += [
         "",
@@ -237,7 +265,7 @@ def report(fig: Figures, args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for i, p in enumerate(fig.pairs):
-        for side, run in (("A", p.a), ("B", p.b)):
+        for side, run in (("A", p.a), ("B", p.b), *((("C", p.c),) if p.c else ())):
             lines.append(
                 f"| {i + 1} | {side} | {run.requests:,} | {run.seconds:.2f} | {run.rate:,.0f} | {run.lost} | {run.passed:,} | {run.cpu_s:.2f} |"
             )
@@ -254,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-requests", type=int, default=500)
     p.add_argument("--latency-rounds", type=int, default=3)
     p.add_argument("--sql-pool", type=int, default=32)
+    p.add_argument("--no-python3", dest="python3", action="store_false", help="leave out C, the rlm_python3 variant")
     p.add_argument("--admin-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--quick", action="store_true", help="2,000 subscribers, one pair, one latency round; not recorded")
     p.add_argument("--no-record", action="store_true")
@@ -283,6 +312,13 @@ def main(argv: list[str] | None = None) -> int:
         write_import_csv(tmp / "subscribers.csv", 0, args.subscribers)
         seconds, _ = run_op25b(config, "subscriber", "import", str(tmp / "subscribers.csv"), "--actor", "bench")
         print(f"  imported in {seconds:.1f} s")
+        # Fresh statistics, as a real installation would have (and no autovacuum in the first run).
+        engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+        finally:
+            engine.dispose()
         run_op25b(config, "staff", "add", "radius", "--role", "agent", "--actor", "bench")
         _, out = run_op25b(config, "staff", "token", "radius", "--actor", "bench")
         token = next(w for w in out.split() if w.startswith("op25b_"))
@@ -291,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         LIVE.append(web)
         users = upstream_users(args.subscribers)
         env = {"OP25B_URL": web.base_url, "OP25B_TOKEN": token, "OP25B_FAILSAFE_FILTER": "OP25B-FAILSAFE"}
+        # C: the package as this interpreter has it (site-packages, and the checkout if editable)
+        env |= {"OP25B_CONFIG": str(config), "OP25B_PYTHONPATH": f"{sysconfig.get_paths()['purelib']}:{REPO_ROOT}"}
         os.environ.update(env)  # FreeRADIUS reads them from the environment it starts with
         with httpx.Client(base_url=web.base_url, headers={"Authorization": f"Bearer {token}"}) as api:
             probe = api.post("/api/v1/decide", json={"user_name": username(0), "nas_ip_address": "127.0.0.1"})
@@ -301,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             server: Plain
             if side == "A":
                 server = WithPlugin(f"plugin-{tag}", users, tmp)
+            elif side == "C":
+                server = WithPython(f"python3-{tag}", users, tmp)
             elif side == "B":
                 server = WithSql(f"sql-{tag}", users, tmp, SCRATCH_DB, args.sql_pool)
             else:
@@ -311,22 +351,27 @@ def main(argv: list[str] | None = None) -> int:
         print("1. throughput")
         for pair in range(args.pairs):
             runs: dict[str, RadclientRun] = {}
-            for side in ("A", "B") if pair % 2 == 0 else ("B", "A"):
+            order = ["A", "B", "C"] if args.python3 else ["A", "B"]
+            for side in order[pair % len(order) :] + order[: pair % len(order)]:
                 server = fresh(side, f"{side}{pair}")
                 try:
                     runs[side] = throughput(server, tmp, load, args.parallel, f"{side} pair {pair + 1}")
                 finally:
                     server.stop()
-            fig.pairs.append(Pair(runs["A"], runs["B"]))
-            print(f"  pair {pair + 1}: A/B {fig.pairs[-1].ratio:.2f}")
+            fig.pairs.append(Pair(runs["A"], runs["B"], runs.get("C")))
+            print(
+                f"  pair {pair + 1}: A/B {fig.pairs[-1].ratio:.2f}"
+                + (f", C/B {fig.pairs[-1].ratio_c:.2f}" if args.python3 else "")
+            )
         print("2. latency")
         lat = range(args.requests + 500, args.requests + 500 + args.latency_requests)
-        servers = {side: fresh(side, f"lat-{side}") for side in ("plain", "A", "B")}
+        sides = ["plain", "A", "B", *(["C"] if args.python3 else [])]
+        servers = {side: fresh(side, f"lat-{side}") for side in sides}
         try:
             for side, server in servers.items():  # warm: connections, caches
                 sequential_ms(server, tmp, range(lat.start, lat.start + 50), f"warm-{side}", check=False)
             for r in range(args.latency_rounds):
-                order = ["plain", "A", "B"] if r % 2 == 0 else ["B", "A", "plain"]
+                order = sides if r % 2 == 0 else sides[::-1]
                 fig.latency.append({side: sequential_ms(servers[side], tmp, lat, side, check=side != "plain") for side in order})
                 print("  round", r + 1, ", ".join(f"{k} {v:.3f} ms" for k, v in fig.latency[-1].items()))
         finally:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a Debian machine: installs what the tests need (Debian's
-# freeradius packages with rlm_rest, nftables, chromium and a Japanese font for the browser tests, PostgreSQL if absent), builds .venv with the package, starts PostgreSQL
+# freeradius packages with rlm_rest and rlm_python3, nftables, chromium and a Japanese font for the browser tests, PostgreSQL if absent), builds .venv with the package, starts PostgreSQL
 # when it is installed but down, then runs pytest against SQLite and PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for pkg in freeradius freeradius-utils freeradius-common python3-venv nftables chromium fonts-ipafont-gothic freeradius-rest; do
+for pkg in freeradius freeradius-utils freeradius-common python3-venv nftables chromium fonts-ipafont-gothic freeradius-rest freeradius-python3 radsecproxy openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sysconfig
 import threading
 import time
 from collections.abc import Iterator
@@ -34,12 +35,13 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+import radius_op25b
 from radius_op25b.radius import ACCT_SESSION_ID, DISCONNECT_REQUEST, USER_NAME, get_first
 from radius_op25b.web.accounting import AccountingBody
 from tests.support.freeradius import FreeRadiusInstance, require_freeradius
 from tests.support.harness import client_block
 from tests.support.nas import NasStandIn
-from tests.support.plugin import install_plugin
+from tests.support.plugin import install_plugin, install_python_plugin
 from tests.support.ports import free_tcp_port, free_udp_port
 from tests.support.processes import wait_until
 from tests.support.radclient import Reply, parse_reply, radclient
@@ -389,3 +391,51 @@ def test_the_module_sends_only_the_decision_fields(tmp_path: Path) -> None:
         "nas_identifier": "bng a&b=c",
     }, body
     assert b"alicepw" not in body and b"Password" not in body
+
+
+# --- the rlm_python3 variant (mods-available/op25b_python3, python3/op25b_rlm.py) ---------------
+
+
+class PythonFreeRadius(FreeRadiusInstance):
+    def render(self) -> Path:
+        conf = super().render()
+        install_python_plugin(conf)
+        return conf
+
+
+def test_python3_module_decides_in_freeradius_and_follows_changes(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_freeradius()
+    if not any(Path(d, "rlm_python3.so").exists() for d in ("/usr/lib/freeradius", "/usr/lib/x86_64-linux-gnu/freeradius")):
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("needs Debian's freeradius-python3 - CI must install it")
+        pytest.skip("needs Debian's freeradius-python3 (rlm_python3)")
+    config_path = tmp_path / "op25b.toml"
+    config_path.write_text(config_text(database_url, CLIENTS))
+    cli = Cli(config_path, capsys)
+    cli("subscriber", "add", "mallory@isp.example", "--actor", "root")
+    # The package as this interpreter has it (its site-packages, and the checkout for an editable install).
+    path = ":".join([sysconfig.get_paths()["purelib"], str(Path(radius_op25b.__file__).parent.parent)])
+    fr = PythonFreeRadius("python3", free_udp_port(), free_udp_port(), SECRET, tmp_dir=tmp_path / "fr")
+    with Env(OP25B_CONFIG=str(config_path), OP25B_PYTHONPATH=path, OP25B_FAILSAFE_FILTER="OP25B-FULL"):
+        fr.start()
+    try:
+        alice = login(fr, "alice@isp.example")
+        assert alice.get("Filter-Id") == "OP25B-FULL" and op25b_tags(alice) == ["op25b:full"], alice
+        assert len(alice.all("Class")) == 2, alice  # the upstream's Class stays
+        bob = login(fr, "bob@isp.example")  # 203.0.113.25 from the users file: a static pool
+        assert "Filter-Id" not in bob and op25b_tags(bob) == [], bob
+        xr = login(fr, "alice@isp.example", **{"NAS-Identifier": '"bng-xr"'})
+        assert xr.all("Cisco-AVPair") == ["ipv4:inacl=OP25B-FULL", "ipv6:ipv6_inacl=OP25B-FULL-V6"], xr
+        assert login(fr, "mallory@isp.example").get("Filter-Id") == "OP25B-FULL"
+        cli("subscriber", "exempt", "mallory@isp.example", "--reason", "own MTA", "--for", "30d", "--actor", "root")
+        t0 = time.monotonic()
+        # the held set inside FreeRADIUS follows the database (its watcher thread runs there)
+        assert wait_until(lambda: "Filter-Id" not in login(fr, "mallory@isp.example"), PROPAGATION), (
+            "exemption not applied within 2 s"
+        )
+        REPORT.append(f"plugin (rlm_python3): CLI exemption seen by FreeRADIUS after {time.monotonic() - t0:.3f}s")
+        assert "op25b: holding the policy set" in fr.log_text()
+    finally:
+        fr.stop()

@@ -36,3 +36,26 @@ def install_plugin(conf: Path) -> None:
     site, n = re.subn(r"(\taccounting \{\n\t\tdetail\n)", r"\1\t\top25b_accounting\n", site)
     assert n == 1, site
     (conf / "sites" / "default").write_text(site)
+
+
+def install_python_plugin(conf: Path) -> None:
+    """The rlm_python3 variant: mods-available/op25b_python3, python3/op25b_rlm.py in
+    ${modconfdir}/op25b/, the policy file, `op25b_python3_post_auth` in post-auth."""
+    shutil.copy(PLUGIN / "mods-available" / "op25b_python3", conf / "mods" / "op25b_python3")
+    (conf / "mods" / "op25b").mkdir()
+    shutil.copy(PLUGIN / "python3" / "op25b_rlm.py", conf / "mods" / "op25b" / "op25b_rlm.py")
+    (conf / "policy.d").mkdir()
+    shutil.copy(PLUGIN / "policy.d" / "op25b", conf / "policy.d" / "op25b")
+    radiusd = (conf / "radiusd.conf").read_text()
+    radiusd = radiusd.replace(
+        "\t$INCLUDE ${confdir}/mods/detail\n", "\t$INCLUDE ${confdir}/mods/detail\n\t$INCLUDE ${confdir}/mods/op25b_python3\n"
+    )
+    radiusd = radiusd.replace(
+        "$INCLUDE ${confdir}/sites/default",
+        "policy {\n\t$INCLUDE ${confdir}/policy.d/\n}\n\n$INCLUDE ${confdir}/sites/default",
+    )
+    (conf / "radiusd.conf").write_text(radiusd)
+    site = (conf / "sites" / "default").read_text()
+    site, n = re.subn(r"(\tpost-auth \{\n)", r"\1\t\top25b_python3_post_auth\n", site)
+    assert n == 1, site
+    (conf / "sites" / "default").write_text(site)

@@ -15,11 +15,11 @@ tokens made with the CLI, the endpoint driven with httpx:
 from __future__ import annotations
 
 import statistics
-from urllib.parse import urlencode
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
