@@ -120,3 +120,18 @@ def append_record(path: Path, header: str, markdown: str) -> None:
         path.write_text(header)
     with path.open("a") as fh:
         fh.write(markdown)
+
+
+def scratch_database(admin_url: str, name: str, create: bool) -> None:
+    """Drop the benchmark's scratch database `name` (its connections too), and create it afresh
+    when `create`."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if create:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()

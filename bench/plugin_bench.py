@@ -53,17 +53,16 @@ import httpx  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench.common import append_record, git_revision, host_facts, load_average, median, run_op25b  # noqa: E402
+from bench.common import append_record, git_revision, host_facts, load_average, median, run_op25b, scratch_database  # noqa: E402
 from bench.proxy.radclient import RadclientRun, radclient_file  # noqa: E402
 from bench.proxy.servers import LIVE, SQL_PROXY_TEMPLATE, Upstream, stop_all, udp_ports  # noqa: E402
 from bench.proxy.subscribers import (  # noqa: E402
-    FILTERS,
     NAS_SECRET,
     REALMS,
-    expected_class,
     upstream_users,
     username,
     write_import_csv,
+    write_requests,
 )
 from tests.support.plugin import install_plugin, install_python_plugin  # noqa: E402
 from tests.support.ports import free_tcp_port  # noqa: E402
@@ -71,16 +70,6 @@ from tests.support.web import WebProcess  # noqa: E402
 
 SCRATCH_DB = "op25b_plugin_perf"
 RESULTS = REPO_ROOT / "bench" / "RESULTS.md"
-# The Accept as FreeRADIUS answers it from the users file, plus the decision (radclient's filter
-# must name every attribute of the reply).
-EXPECT = """Response-Packet-Type == Access-Accept
-Message-Authenticator =* ANY
-Framed-IP-Address =* ANY
-Session-Timeout =* ANY
-Filter-Id == "{filter}"
-Class == 0x{tag}
-
-"""
 
 
 class Plain(Upstream):
@@ -175,23 +164,11 @@ class Figures:
 
 
 def scratch_db(admin_url: str, create: bool) -> None:
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH_DB}" WITH (FORCE)'))
-            if create:
-                conn.execute(text(f'CREATE DATABASE "{SCRATCH_DB}"'))
-    finally:
-        engine.dispose()
+    scratch_database(admin_url, SCRATCH_DB, create)
 
 
 def write_load(path: Path, expect: Path, indices: range) -> int:
-    with path.open("w") as req, expect.open("w") as exp:
-        for i in indices:
-            req.write(f'User-Name = "{username(i)}"\nUser-Password = "pw{i}"\n\n')
-            cls = expected_class(i)
-            exp.write(EXPECT.format(filter=FILTERS[cls], tag=f"op25b:{cls}".encode().hex()))
-    return len(indices)
+    return write_requests(path, indices, known=indices.stop, expect=expect)  # every one with its own password
 
 
 def throughput(server: Plain, tmp: Path, indices: range, parallel: int, tag: str) -> RadclientRun:

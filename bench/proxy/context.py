@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.common import git_revision, host_facts, pg_facts, run_op25b
+from bench.common import git_revision, host_facts, pg_facts, run_op25b, scratch_database
 from bench.proxy.figures import Figures
 from bench.proxy.procs import cpu_seconds
 from bench.proxy.servers import Op25bServe, SqlProxy, Upstream, udp_ports
@@ -70,14 +70,7 @@ class Bench:
 
     # -- the database ------------------------------------------------------------------------------
     def scratch_db(self, create: bool) -> None:
-        engine = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH_DB}" WITH (FORCE)'))
-                if create:
-                    conn.execute(text(f'CREATE DATABASE "{SCRATCH_DB}"'))
-        finally:
-            engine.dispose()
+        scratch_database(self.admin_url, SCRATCH_DB, create)
 
     def setup(self) -> None:
         print(f"scratch database {SCRATCH_DB}, {self.n:,} subscribers")
