@@ -30,6 +30,19 @@ Then A alone at --sustained-rate Starts/s for --sustained-seconds (metrics on): 
 oldest unapplied record (op25b_accounting_oldest_unapplied_seconds), sampled every 0.5 s, must
 stay flat.
 
+Durability modes (A only; with either, the pairs and the sustained run are skipped unless asked for):
+
+    python bench/accounting_bench.py --loss-runs 10 [--loss-records 60000]   # no fault: every ack in the table
+    python bench/accounting_bench.py --db-outage 30 [--outage-records 150000]
+        # A on a private PostgreSQL cluster (initdb + pg_ctl in a temp dir, never the shared
+        # server), stopped 30 s mid-burst and started again: every acknowledged record in the table
+
+--a-workers N runs A as `op25b serve --workers N`; --nases K splits the load over K radclient
+processes on both sides (each its own source port, as a NAS fleet: SO_REUSEPORT spreads them over
+the workers); --py-spy PREFIX records each A run with py-spy (`.venv/bin/pip install py-spy`; raw
+folded stacks, all threads, the drain process too; --py-spy-gil: only samples holding the GIL)
+to PREFIX-<run>.txt.
+
 Results are printed and appended as markdown to bench/RESULTS-accounting.md (unless --no-record).
 Every process started is stopped; the scratch database is dropped unless --keep.
 """
@@ -60,6 +73,7 @@ from bench.proxy.radclient import RadclientRun  # noqa: E402
 from bench.proxy.servers import Op25bServe, SqlProxy, Upstream, recv_buffer, stop_all, udp_ports  # noqa: E402
 from bench.proxy.subscribers import NAS_SECRET, UPSTREAM_SECRET  # noqa: E402
 from tests.support.paths import TEMPLATE_DIR as UPSTREAM_TEMPLATE  # noqa: E402
+from tests.support.postgres import PrivatePostgres  # noqa: E402
 from tests.support.radclient import DICT_DIR, RADCLIENT  # noqa: E402
 
 SCRATCH_DB = "op25b_acct_perf"
@@ -147,31 +161,57 @@ def write_load(path: Path, sessions: int, phase: str, run: int) -> int:
     return len(out)
 
 
-def radclient_acct(server: str, load: Path, count: int, parallel: int) -> RadclientRun:
+def radclient_acct(server: str, load: Path, count: int, parallel: int, nases: int = 1) -> RadclientRun:
+    """radclient over `load`; with `nases` > 1, that many radclient processes at once (a NAS fleet:
+    each its own source port, so `serve --workers N` gets them all), each with its share of the
+    sessions (a session's Interim and Stop stay in one file, in order) and parallel / nases."""
     assert RADCLIENT is not None
-    args = [RADCLIENT, "-D", DICT_DIR, "-d", str(UPSTREAM_TEMPLATE), "-q", "-s", "-p", str(parallel)]
-    args += ["-t", "5", "-r", "3", "-f", str(load), server, "acct", NAS_SECRET]
+    files = [load]
+    if nases > 1:
+        shares: list[list[str]] = [[] for _ in range(nases)]
+        for entry in load.read_text().split("\n\n"):
+            number = re.search(r'Acct-Session-Id = "[^"]*?-(\d+)"', entry)
+            shares[int(number.group(1)) % nases if number else 0].append(entry)
+        files = [load.with_suffix(f".{k}.txt") for k in range(nases)]
+        for path, share in zip(files, shares, strict=True):
+            path.write_text("\n\n".join(share))
+    runs = []
     start = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=120 + count / 50)
-    run = RadclientRun(count, time.perf_counter() - start, returncode=done.returncode)
-    for label, attr in (("Accepted", "accepted"), ("Rejected", "rejected"), ("Lost", "lost")):
-        m = re.search(rf"{label}\s*:\s*(\d+)", done.stdout)
-        if m:
-            setattr(run, attr, int(m.group(1)))
-    if "Accepted" not in done.stdout:
-        raise RuntimeError(f"radclient printed no summary (rc {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    for path in files:
+        args = [RADCLIENT, "-D", DICT_DIR, "-d", str(UPSTREAM_TEMPLATE), "-q", "-s", "-p", str(max(1, parallel // nases))]
+        args += ["-t", "5", "-r", "3", "-f", str(path), server, "acct", NAS_SECRET]
+        runs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    run = RadclientRun(count, 0.0)
+    for proc in runs:
+        try:
+            out, err = proc.communicate(timeout=120 + count / 50)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        run.returncode = run.returncode or proc.returncode
+        for label, attr in (("Accepted", "accepted"), ("Rejected", "rejected"), ("Lost", "lost")):
+            m = re.search(rf"{label}\s*:\s*(\d+)", out)
+            if m:
+                setattr(run, attr, getattr(run, attr) + int(m.group(1)))
+        if "Accepted" not in out:
+            raise RuntimeError(f"radclient printed no summary (rc {proc.returncode}):\n{out[-2000:]}\n{err[-2000:]}")
+    run.seconds = time.perf_counter() - start
     return run
 
 
 def wait_rows(engine: Engine, query: str, want: int) -> tuple[float, int]:
-    """Seconds until `query` counts `want` rows (polled every 10 ms), and the count at the end."""
+    """Seconds until `query` counts `want` rows, and the count at the end. Polled every 10 ms, or
+    every 4 counts' time when counting takes longer (a count over a big table is a scan that
+    would take PostgreSQL from the drain it measures)."""
     start = time.perf_counter()
     while True:
+        asked = time.perf_counter()
         with engine.connect() as conn:
             have = int(conn.execute(text(query)).scalar_one())
+        took = time.perf_counter() - asked
         if have >= want or time.perf_counter() - start > LAG_LIMIT:
             return time.perf_counter() - start, have
-        time.sleep(0.01)
+        time.sleep(max(0.01, 4 * took))
 
 
 QUERIES = {
@@ -203,10 +243,49 @@ class PhaseResult:
 
 
 @dataclass
+class LossRun:
+    """One burst with no fault: what radclient saw acknowledged against what is in the table."""
+
+    run: int
+    records: int
+    seconds: float
+    acked: int
+    lost: int
+    rows: int
+    lag: float
+    quarantined: int
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.acked - self.rows)  # rows >= acked: a record unanswered may still be there
+
+
+@dataclass
+class Outage:
+    seconds: float  # how long the cluster was down
+    records: int
+    burst_seconds: float
+    acked: int
+    lost: int
+    rows_at_stop: int
+    spool_max: float
+    rows: int
+    catch_up: float  # from the cluster's restart until every row is in the table
+    after_burst: float  # from radclient's exit until every row is in the table
+    quarantined: int
+
+
+@dataclass
 class Figures:
     results: list[PhaseResult] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
     sustained: Sustained | None = None
+    loss: list[LossRun] = field(default_factory=list)
+    outage: Outage | None = None
+
+
+PY_SPY = Path(sys.executable).parent / "py-spy"
+PROFILERS: list[subprocess.Popen[bytes]] = []
 
 
 def start_a(run_dir: Path, db_url: str, upstream: Upstream, args: argparse.Namespace, metrics: bool = False) -> Op25bServe:
@@ -215,13 +294,45 @@ def start_a(run_dir: Path, db_url: str, upstream: Upstream, args: argparse.Names
     if args.a_pythonpath:
         os.environ["PYTHONPATH"] = args.a_pythonpath
     try:
-        return Op25bServe(run_dir, db_url, upstream, metrics).start()
+        proxy = Op25bServe(run_dir, db_url, upstream, metrics, workers=args.a_workers).start()
     finally:
         if args.a_pythonpath:
             if saved is None:
                 os.environ.pop("PYTHONPATH", None)
             else:
                 os.environ["PYTHONPATH"] = saved
+    if args.py_spy:
+        out = f"{args.py_spy}-{run_dir.name}.txt"
+        command = [
+            str(PY_SPY),
+            "record",
+            "--format",
+            "raw",
+            "--threads",
+            "--subprocesses",
+            "--nonblocking",
+            "-r",
+            "100",
+            "-o",
+            out,
+        ]
+        command += ["--gil"] if args.py_spy_gil else []
+        PROFILERS.append(
+            subprocess.Popen([*command, "--pid", str(proxy.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+        time.sleep(1.0)  # py-spy attaches
+    return proxy
+
+
+def stop_a(proxy: Op25bServe) -> None:
+    proxy.stop()
+    while PROFILERS:  # py-spy writes its file when the process it samples is gone
+        profiler = PROFILERS.pop()
+        try:
+            profiler.wait(30)
+        except subprocess.TimeoutExpired:
+            profiler.terminate()
+            profiler.wait(10)
 
 
 def one_run(
@@ -246,7 +357,7 @@ def one_run(
         for phase in ("start", "update"):
             load = tmp / f"{phase}-{run}.txt"
             count = write_load(load, args.sessions, phase, run)
-            done = radclient_acct(server, load, count, args.parallel)
+            done = radclient_acct(server, load, count, args.parallel, args.nases)
             query = text(QUERIES[side][phase]).bindparams(p=f"r{run}-%")
             lag, rows = wait_rows(engine, str(query.compile(compile_kwargs={"literal_binds": True})), args.sessions)
             result = PhaseResult(side, phase, count, done.seconds, done.accepted, done.lost, lag, rows)
@@ -256,7 +367,10 @@ def one_run(
                 f"lost {done.lost:,}; table complete {lag:.2f} s after the last ack ({rows:,}/{args.sessions:,} rows)"
             )
     finally:
-        proxy.stop()
+        if isinstance(proxy, Op25bServe):
+            stop_a(proxy)
+        else:
+            proxy.stop()
     return results
 
 
@@ -338,10 +452,23 @@ def sustained(args: argparse.Namespace, tmp: Path, engine: Engine, db_url: str, 
                 next_sample = now + 0.5
         query = "SELECT count(*) FROM sessions WHERE acct_session_id LIKE 'p-%'"
         time.sleep(0.5)  # the last answers
+        m = proxy.metrics()
+        batches = m.get("op25b_accounting_drain_batch_seconds_count", 0.0)
+        if batches:
+            seconds = m.get("op25b_accounting_drain_batch_seconds_sum", 0.0)
+            print(
+                f"  drain so far: {m.get('op25b_accounting_recorded_total', 0):,.0f} records in {batches:,.0f} batches, "
+                f"{seconds:.1f} s in transactions ({1000 * seconds / batches:.1f} ms a batch)"
+            )
         lag, _ = wait_rows(engine, query, total)
     finally:
         stop.set()
-        proxy.stop()
+        stop_a(proxy)
+        problems = [
+            line for line in proxy.log.read_text(errors="replace").splitlines() if " ERROR " in line or " WARNING " in line
+        ]
+        if problems:
+            print("  op25b log:\n    " + "\n    ".join(problems[-10:]))
         for sock in socks:
             sock.close()
     return Sustained(
@@ -356,11 +483,155 @@ def sustained(args: argparse.Namespace, tmp: Path, engine: Engine, db_url: str, 
     )
 
 
+def quarantined_count(run_dir: Path) -> int:
+    from radius_op25b.services.spool import quarantined
+
+    return len(quarantined(run_dir / "op25b-spool"))
+
+
+def loss_runs(args: argparse.Namespace, tmp: Path, engine: Engine, db_url: str, upstream: Upstream) -> list[LossRun]:
+    """No fault, many times: a fresh A, a burst of --loss-records Starts, every ack in the table?"""
+    found = []
+    for k in range(1, args.loss_runs + 1):
+        run = 1000 + k
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE sessions, coa_jobs RESTART IDENTITY"))
+        run_dir = tmp / f"A-loss-{k}"
+        proxy = start_a(run_dir, db_url, upstream, args)
+        try:
+            load = tmp / f"loss-{k}.txt"
+            count = write_load(load, args.loss_records, "start", run)
+            done = radclient_acct(f"127.0.0.1:{proxy.acct_port}", load, count, args.parallel, args.nases)
+            query = f"SELECT count(*) FROM sessions WHERE acct_session_id LIKE 'r{run}-%'"
+            lag, rows = wait_rows(engine, query, done.accepted)
+            time.sleep(0.5)
+            rows = wait_rows(engine, query, count)[1] if rows < count else rows
+        finally:
+            stop_a(proxy)
+        result = LossRun(k, count, done.seconds, done.accepted, done.lost, rows, lag, quarantined_count(run_dir))
+        found.append(result)
+        print(
+            f"  loss run {k}: {count:,} sent in {done.seconds:.2f} s ({done.accepted / done.seconds:,.0f} acked/s), "
+            f"acked {done.accepted:,}, lost {done.lost:,}, rows {rows:,}, acknowledged but missing {result.missing:,}, "
+            f"quarantined {result.quarantined}, table complete {lag:.2f} s after the last ack"
+        )
+    return found
+
+
+def db_outage(args: argparse.Namespace, tmp: Path, upstream: Upstream) -> Outage:
+    """A on a private cluster that is stopped --db-outage seconds in the middle of a burst."""
+    import threading
+
+    pg = PrivatePostgres()  # never the shared server: other people's work runs on it
+    try:
+        pg.start()
+        cfg = tmp / "outage-admin.toml"
+        cfg.write_text(f'[database]\nurl = "{pg.url}"\n')
+        run_op25b(cfg, "db", "upgrade")
+        run_dir = tmp / "A-outage"
+        proxy = start_a(run_dir, pg.url, upstream, args, metrics=True)
+        engine = create_engine(pg.url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+        query = "SELECT count(*) FROM sessions WHERE acct_session_id LIKE 'r2000-%'"
+
+        def rows_now() -> int:
+            try:
+                with engine.connect() as conn:
+                    return int(conn.execute(text(query)).scalar_one())
+            except Exception:  # noqa: BLE001  (down)
+                return -1
+
+        try:
+            load = tmp / "outage.txt"
+            count = write_load(load, args.outage_records, "start", 2000)
+            done: list[RadclientRun] = []
+            sender = threading.Thread(
+                target=lambda: done.append(radclient_acct(f"127.0.0.1:{proxy.acct_port}", load, count, args.parallel, args.nases))
+            )
+            sender.start()
+            time.sleep(3.0)
+            rows_at_stop = rows_now()
+            engine.dispose()
+            pg.stop()
+            down_at = time.monotonic()
+            spool_max = 0.0
+            while time.monotonic() - down_at < args.db_outage:
+                spool_max = max(spool_max, proxy.metrics().get("op25b_accounting_spool_records", 0.0))
+                time.sleep(0.5)
+            if not sender.is_alive():
+                print("  warning: the burst ended during the outage (more --outage-records would keep it going)")
+            pg.start()
+            up_at = time.monotonic()
+            sender.join()
+            burst_end = time.monotonic()
+            wait_rows(engine, query, done[0].accepted)
+            complete = time.monotonic()
+            rows = rows_now()
+        finally:
+            stop_a(proxy)
+            engine.dispose()
+        result = Outage(
+            args.db_outage,
+            count,
+            done[0].seconds,
+            done[0].accepted,
+            done[0].lost,
+            rows_at_stop,
+            spool_max,
+            rows,
+            complete - up_at,
+            max(0.0, complete - burst_end),
+            quarantined_count(run_dir),
+        )
+        print(f"  {result}")
+        return result
+    finally:
+        pg.destroy()
+
+
 def report(fig: Figures, args: argparse.Namespace) -> str:
+    lines = [f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — `python bench/accounting_bench.py {' '.join(sys.argv[1:])}`\n"]
+    if fig.loss:
+        lines += [
+            f"No fault, {len(fig.loss)} run(s) of {args.loss_records:,} Starts (A only, a fresh `op25b serve` each, "
+            f"radclient -p {args.parallel}): acknowledged records missing from `sessions` in all runs: "
+            f"**{sum(r.missing for r in fig.loss)}**.\n",
+            "| run | records | s | acked/s | acked | lost (no ack) | rows | acked but missing | quarantined | lag s |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.run} | {r.records:,} | {r.seconds:.2f} | {r.acked / r.seconds:,.0f} | {r.acked:,} | {r.lost:,} | "
+            f"{r.rows:,} | {r.missing} | {r.quarantined} | {r.lag:.2f} |"
+            for r in fig.loss
+        ]
+    if fig.outage is not None:
+        o = fig.outage
+        lines.append(
+            f"\nDatabase outage (A only, a private PostgreSQL cluster): {o.records:,} Starts sent in {o.burst_seconds:.1f} s; "
+            f"the cluster stopped 3 s into the burst ({o.rows_at_stop:,} rows in by then) for {o.seconds:.0f} s, then "
+            f"started. Acked {o.acked:,}, lost (no ack) {o.lost:,}; rows {o.rows:,} "
+            f"(acknowledged but missing: **{max(0, o.acked - o.rows)}**), quarantined {o.quarantined}; spool at most "
+            f"{o.spool_max:,.0f} records; table complete {o.catch_up:.1f} s after the restart, "
+            f"{o.after_burst:.1f} s after the last ack.\n"
+        )
+    if fig.results:
+        lines += pairs_report(fig, args)
+    if fig.sustained is not None:
+        x = fig.sustained
+        lines.append(
+            f"\nSustained (A only): {x.rate:,.0f} Starts/s for {x.seconds:.0f} s: {x.sent:,} sent, {x.answered:,} answered; "
+            f"age of the oldest unapplied record max {x.oldest_max:.2f} s (last sample {x.oldest_last:.2f} s), "
+            f"spool depth max {x.depth_max:,.0f} records; table complete {x.lag_after:.2f} s after the last send + 0.5 s.\n"
+        )
+    lines.append("\nMachine: " + ", ".join(f"{k} {v}" for k, v in fig.facts.items()) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def pairs_report(fig: Figures, args: argparse.Namespace) -> list[str]:
     lines = [
-        f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — `python bench/accounting_bench.py {' '.join(sys.argv[1:])}`\n",
         f"{args.sessions:,} sessions per run (start: {args.sessions:,} Starts; update: {args.sessions:,} Interim-Updates "
-        f"then {args.sessions:,} Stops), radclient -p {args.parallel}, {args.pairs} pair(s) alternating.\n",
+        f"then {args.sessions:,} Stops), radclient -p {args.parallel}"
+        f"{f' split over {args.nases} radclient processes' if args.nases > 1 else ''}, A with --workers {args.a_workers}, "
+        f"{args.pairs} pair(s) alternating.\n",
         "| phase | A acked/s (median) | B acked/s (median) | A/B (median of pairs) | A lag s (median, max) | B lag s (max) | lost A / B |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -380,15 +651,7 @@ def report(fig: Figures, args: argparse.Namespace) -> str:
         lines.append(
             f"| {r.side} | {r.phase} | {r.records:,} | {r.seconds:.2f} | {r.rate:,.0f} | {r.lost} | {r.lag:.2f} | {r.rows:,} |"
         )
-    if fig.sustained is not None:
-        x = fig.sustained
-        lines.append(
-            f"\nSustained (A only): {x.rate:,.0f} Starts/s for {x.seconds:.0f} s: {x.sent:,} sent, {x.answered:,} answered; "
-            f"age of the oldest unapplied record max {x.oldest_max:.2f} s (last sample {x.oldest_last:.2f} s), "
-            f"spool depth max {x.depth_max:,.0f} records; table complete {x.lag_after:.2f} s after the last send + 0.5 s.\n"
-        )
-    lines.append("\nMachine: " + ", ".join(f"{k} {v}" for k, v in fig.facts.items()) + "\n")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 HEADER = """# Accounting benchmark results
@@ -403,7 +666,7 @@ the last acknowledgement until the last row is in the table. Newest runs last.
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", type=int, default=20_000)
-    p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("--pairs", type=int, default=None, help="A/B pairs (default 3; 0 with --loss-runs or --db-outage)")
     p.add_argument("--parallel", type=int, default=256)
     p.add_argument("--fr-threads", type=int, default=32)
     p.add_argument("--fr-sql-pool", type=int, default=32)
@@ -423,9 +686,24 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="run A from this source tree (e.g. `git archive HEAD | tar -x -C DIR`: the code before a change)",
     )
-    p.add_argument("--sustained-rate", type=float, default=2000.0, help="A alone at this many Starts/s (0: skip)")
+    p.add_argument("--sustained-rate", type=float, default=None, help="A alone at this many Starts/s (default 2000; 0: skip)")
     p.add_argument("--sustained-seconds", type=float, default=300.0)
+    p.add_argument(
+        "--nases", type=int, default=1, metavar="K", help="K radclient processes at once, both sides (-p parallel/K each)"
+    )
+    p.add_argument("--a-workers", type=int, default=1, metavar="N", help="A as `op25b serve --workers N`")
+    p.add_argument("--py-spy", metavar="PREFIX", help="profile every A run with py-spy into PREFIX-<run>.txt")
+    p.add_argument("--py-spy-gil", action="store_true", help="with --py-spy: only samples holding the GIL")
+    p.add_argument("--loss-runs", type=int, default=0, metavar="K", help="K bursts with no fault: every ack in the table?")
+    p.add_argument("--loss-records", type=int, default=60_000)
+    p.add_argument("--db-outage", type=float, default=0.0, metavar="S", help="stop a private cluster S s mid-burst")
+    p.add_argument("--outage-records", type=int, default=150_000)
     args = p.parse_args(argv)
+    durability = bool(args.loss_runs or args.db_outage)
+    args.pairs = (0 if durability else 3) if args.pairs is None else args.pairs
+    args.sustained_rate = (0.0 if durability else 2000.0) if args.sustained_rate is None else args.sustained_rate
+    if args.py_spy and not PY_SPY.exists():
+        raise SystemExit(f"{PY_SPY} missing: .venv/bin/pip install py-spy (a tool, not a dependency)")
     if args.quick:
         args.sessions, args.pairs = min(args.sessions, 2_000), 1
         args.sustained_seconds = min(args.sustained_seconds, 10.0)
@@ -465,6 +743,12 @@ def main(argv: list[str] | None = None) -> int:
                 run += 1
                 print(f"pair {pair + 1}, run {run}: {side}")
                 fig.results += one_run(side, run, args, tmp, engine, db_url, upstream)
+        if args.loss_runs:
+            print(f"no fault: {args.loss_runs} run(s) of {args.loss_records:,} Starts")
+            fig.loss = loss_runs(args, tmp, engine, db_url, upstream)
+        if args.db_outage:
+            print(f"database outage: a private cluster stopped {args.db_outage:.0f} s mid-burst")
+            fig.outage = db_outage(args, tmp, upstream)
         if args.sustained_rate > 0:
             print(f"sustained: A at {args.sustained_rate:,.0f} Starts/s for {args.sustained_seconds:.0f} s")
             fig.sustained = sustained(args, tmp, engine, db_url, upstream)

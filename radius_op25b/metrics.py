@@ -2,18 +2,35 @@
 
 Counters are module-level, as prometheus-client intends; labelled children that the hot path
 touches are cached in `Hot` so a packet costs an attribute lookup, not a label resolution.
+
+With `serve --workers N` every worker writes its values to files in one private folder
+(prometheus-client's multiprocess mode, switched on in each worker right after the fork) and the
+parent process serves the configured port with their sum: one scrape shows the whole proxy.
+Each gauge says how the workers' values combine (`multiprocess_mode`; `live*`: a worker that is
+gone no longer counts). A single process keeps plain in-memory values.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, values
+from prometheus_client.metrics import MetricWrapperBase
 
 REQUESTS = Counter("op25b_requests", "RADIUS requests received from clients", ["client", "type"])
 REPLIES = Counter("op25b_replies", "Replies sent to clients", ["client", "type"])
 DROPS = Counter("op25b_drops", "Datagrams dropped, by cause", ["cause"])
 UPSTREAM_REQUESTS = Counter("op25b_upstream_requests", "Requests sent to upstreams", ["upstream", "type"])
 UPSTREAM_TIMEOUTS = Counter("op25b_upstream_timeouts", "Upstream requests that got no reply in the response window", ["upstream"])
-UPSTREAM_UP = Gauge("op25b_upstream_up", "1 alive, 0.5 zombie, 0 dead", ["upstream"])
+UPSTREAM_UP = Gauge(
+    "op25b_upstream_up",
+    "1 alive, 0.5 zombie, 0 dead (several workers: the worst one's view)",
+    ["upstream"],
+    multiprocess_mode="livemin",
+)
 UPSTREAM_RTT = Histogram(
     "op25b_upstream_rtt_seconds",
     "Round trip to the upstream",
@@ -25,19 +42,30 @@ DECISIONS = Counter("op25b_decisions", "OP25B decisions attached to Access-Accep
 SPECIAL_SUBSCRIBERS = Gauge(
     "op25b_policy_subscribers_held",
     "Subscribers held in memory because they are not decided by default (static, exempt, override, other realm)",
+    multiprocess_mode="livemax",  # every worker holds the same set
 )
 DATABASE_ERRORS = Counter("op25b_database_errors", "Database operations that failed")
 CACHED_REPLIES = Counter("op25b_duplicates_answered", "Retransmissions answered from the RFC 5080 reply cache")
-IN_FLIGHT = Gauge("op25b_in_flight", "Requests waiting for an upstream")
+IN_FLIGHT = Gauge("op25b_in_flight", "Requests waiting for an upstream", multiprocess_mode="livesum")
 
 # Accounting (services/recorder.py): how far the sessions table is behind what the NASes were told.
-SPOOL_DEPTH = Gauge("op25b_accounting_spool_records", "Accounting records spooled, not yet in the database")
-SPOOL_BYTES = Gauge("op25b_accounting_spool_bytes", "Bytes of spool segments not yet in the database")
+SPOOL_DEPTH = Gauge(
+    "op25b_accounting_spool_records", "Accounting records spooled, not yet in the database", multiprocess_mode="livesum"
+)
+SPOOL_BYTES = Gauge(
+    "op25b_accounting_spool_bytes", "Bytes of spool segments not yet in the database", multiprocess_mode="livesum"
+)
 SPOOL_OLDEST = Gauge(
-    "op25b_accounting_oldest_unapplied_seconds", "Age of the oldest spooled record not yet in the database (0: none waits)"
+    "op25b_accounting_oldest_unapplied_seconds",
+    "Age of the oldest spooled record not yet in the database (0: none waits)",
+    multiprocess_mode="livemax",
 )
 RECORDED = Counter("op25b_accounting_recorded", "Accounting records written to the database")
-DRAIN_RATE = Gauge("op25b_accounting_drain_records_per_second", "Records written to the database per second, last 10 s")
+DRAIN_RATE = Gauge(
+    "op25b_accounting_drain_records_per_second",
+    "Records written to the database per second, last 10 s",
+    multiprocess_mode="livesum",
+)
 DRAIN_BATCH = Histogram(
     "op25b_accounting_drain_batch_seconds",
     "One batch of spooled records applied to the database (one transaction)",
@@ -97,3 +125,55 @@ def start_http(listen: tuple[str, int]) -> None:
     from prometheus_client import start_http_server
 
     start_http_server(listen[1], addr=listen[0])
+
+
+# --- several workers: one scrape for all (prometheus-client's multiprocess mode) ------------------
+
+_multiprocess_dir: Path | None = None
+
+
+def multiprocess() -> bool:
+    """True in a worker of `serve --workers N`: values live in files; a gauge read through a
+    callback (`set_function`) is not seen by the scrape, so such gauges are set periodically."""
+    return _multiprocess_dir is not None
+
+
+def prepare_multiprocess(directory: str | os.PathLike[str]) -> Path:
+    """Before the fork (parent): the workers' folder, emptied, readable by the service alone.
+    Files left by an earlier run would add its counts (and its dead workers' gauges) to ours."""
+    folder = Path(directory)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700, parents=True)
+    return folder
+
+
+def enable_multiprocess(directory: str | os.PathLike[str]) -> None:
+    """In a worker, right after the fork and before it serves: every value, those of metrics
+    made at import included, moves to this process's files in `directory`."""
+    global _multiprocess_dir
+    _multiprocess_dir = Path(directory)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)  # read by the values as they open files
+    values.ValueClass = values.MultiProcessValue()
+    for collector in list(REGISTRY._collector_to_names):  # noqa: SLF001  (no public list of them)
+        if not isinstance(collector, MetricWrapperBase):
+            continue
+        children: list[Any] = list(collector._metrics.values()) if collector._labelnames else [collector]  # noqa: SLF001
+        for metric in children:
+            metric._metric_init()  # noqa: SLF001  (a new value of the class now in force, at zero)
+
+
+def serve_multiprocess(listen: tuple[str, int], directory: str | os.PathLike[str]) -> None:
+    """The parent's endpoint on the configured port: the sum over the workers' files."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    start_http_server(listen[1], addr=listen[0], registry=registry)
+
+
+def worker_gone(pid: int, directory: str | os.PathLike[str]) -> None:
+    """A worker exited: its live gauges stop counting (its counters stay in the sum)."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(pid, str(directory))

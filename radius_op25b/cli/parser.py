@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_count(1, 64),
         default=1,
         metavar="N",
-        help="processes sharing the ports (SO_REUSEPORT); worker K serves metrics on the metrics port + K",
+        help="processes sharing the ports (SO_REUSEPORT); the metrics port shows the sum over them",
     )
 
     dbs = group(sub, "db", "database migrations", "db_command", "upgrade|current")

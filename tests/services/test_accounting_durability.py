@@ -1,7 +1,8 @@
 """Issue 14, item 0: nothing acknowledged is lost, nothing stuck. Hostile records between good ones
 (both backends): the good ones are recorded, the hostile ones clamped or set aside, the drain goes
 on; the append/drain race; a spool that cannot take a record answers nothing; batched apply ends
-as one-by-one apply does; the lag the CLI reads from the spool folder.
+as one-by-one apply does; the lag the CLI reads from the spool folder; the database stopped
+mid-burst (SIGKILL mid-burst: tests/services/test_sessions.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import json
 import math
 import re
+import subprocess
 import threading
 import time
 from dataclasses import replace
@@ -35,9 +37,14 @@ from radius_op25b.radius import (
     encode_integer,
 )
 from radius_op25b.services.recorder import Recorder
-from radius_op25b.services.spool import Spool, quarantined, spool_lag
+from radius_op25b.services.spool import Spool, quarantined, record_line, spool_lag
 from radius_op25b.store import db
 from radius_op25b.store.models import AcctSession
+from tests.support.harness import ProxyProcess, client_block, upstream_block
+from tests.support.paths import TEMPLATE_DIR
+from tests.support.postgres import PrivatePostgres
+from tests.support.processes import wait_until
+from tests.support.radclient import DICT_DIR, RADCLIENT
 
 T0 = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
 
@@ -370,3 +377,134 @@ def test_accounting_quarantine_and_lag_commands(tmp_path: Path) -> None:
     assert data["count"] == 2 and len(data["records"]) == 1
     assert run("accounting", "lag").startswith("the sessions table is behind: ")
     assert json.loads(run("accounting", "lag", "--json"))["behind"] is True
+
+
+# --- the database stopped mid-burst (real PostgreSQL, radclient, `op25b serve`) ------------------------
+
+OUTAGE_RECORDS = 20_000
+
+
+@pytest.fixture(scope="module")
+def upstream(freeradius_factory):  # type: ignore[no-untyped-def]
+    return freeradius_factory("durability-up", secret="up-secret")
+
+
+def test_database_stopped_mid_burst_loses_no_acknowledged_record(tmp_path: Path, upstream) -> None:  # type: ignore[no-untyped-def]
+    """A private cluster (never the shared server) stopped while radclient is sending and started
+    again a few seconds later: every record radclient saw acknowledged ends in `sessions`, none
+    set aside. The full-size case (30 s down) is bench/accounting_bench.py --db-outage 30."""
+    assert RADCLIENT is not None
+    pg = PrivatePostgres()
+    radclient_run: subprocess.Popen[str] | None = None
+    try:
+        pg.start()
+        body = client_block("nas", "127.0.0.1", "nas-secret", require_message_authenticator=False) + upstream_block(
+            "up", upstream
+        )
+        proxy = ProxyProcess(tmp_path / "proxy", body, database_url=pg.url)
+        load = tmp_path / "burst.txt"
+        load.write_text(
+            "\n".join(
+                f'User-Name = "u{i}@isp.example"\nAcct-Status-Type = Start\nAcct-Session-Id = "M-{i}"\n'
+                f"NAS-IP-Address = 127.0.0.1\nFramed-IP-Address = 100.{64 + i // 65536}.{i // 256 % 256}.{i % 256}\n"
+                for i in range(OUTAGE_RECORDS)
+            )
+        )
+        with proxy:
+            args = [RADCLIENT, "-q", "-s", "-D", DICT_DIR, "-d", str(TEMPLATE_DIR), "-p", "32", "-r", "3", "-t", "3"]
+            radclient_run = subprocess.Popen(
+                [*args, "-f", str(load), proxy.acct_addr, "acct", "nas-secret"], stdout=subprocess.PIPE, text=True
+            )
+            engine = db.make_engine(pg.url)
+
+            def in_table() -> int:
+                try:
+                    with engine.connect() as conn:
+                        return int(
+                            conn.execute(text("SELECT count(*) FROM sessions WHERE acct_session_id LIKE 'M-%'")).scalar_one()
+                        )
+                except Exception:  # noqa: BLE001  (the cluster is down meanwhile)
+                    return -1
+
+            before = wait_until(in_table, 20, 0.05)  # the drain is writing: the burst is on
+            engine.dispose()
+            pg.stop()
+            assert radclient_run.poll() is None and 0 < before < OUTAGE_RECORDS  # mid-burst
+            time.sleep(3)
+            still_sending = radclient_run.poll() is None
+            pg.start()
+            out, _ = radclient_run.communicate(timeout=120)
+            accepted = int(re.search(r"Accepted\s*:\s*(\d+)", out).group(1))  # type: ignore[union-attr]
+            lost = int(re.search(r"Lost\s*:\s*(\d+)", out).group(1))  # type: ignore[union-attr]
+            assert (accepted, lost) == (OUTAGE_RECORDS, 0), out
+            assert wait_until(lambda: in_table() == OUTAGE_RECORDS, 60, 0.2), in_table()
+            assert still_sending, "the burst ended during the outage: make it longer"
+            proxy.wait_for_log("database unavailable")
+            proxy.wait_for_log("database available again")
+            assert quarantined(tmp_path / "proxy" / "op25b-spool") == []  # an outage is no refusal
+            engine.dispose()
+    finally:
+        if radclient_run is not None and radclient_run.poll() is None:
+            radclient_run.kill()
+            radclient_run.wait(5)
+        pg.destroy()
+
+
+def test_the_spool_line_is_the_records_json_and_the_drainer_lets_a_young_segment_grow(tmp_path: Path) -> None:
+    record = rec("stop", 3, "s-ü\x00", input_octets=5, session_time=7, framed_ip="100.64.0.1", terminate_cause="Idle")
+    assert record_line(record) == record.to_json() and AccountingRecord.from_json(record_line(record)) == record
+    spool = Spool(tmp_path / "spool")
+    spool.append([record])
+    assert spool.take_segment(hold=60, hold_bytes=1 << 20) is None  # young and small: left to grow
+    assert spool.take_segment(hold=60, hold_bytes=10) is not None  # long enough: taken (and sealed)
+    spool.append([record])
+    assert spool.take_segment() is not None  # the first, sealed one is still the oldest
+    later = Spool(tmp_path / "spool")  # a restart: segments found in the folder are taken at once
+    assert later.take_segment(hold=60, hold_bytes=1 << 20) is not None and later.pending == 2
+    # A drain process that deleted a segment and died before saying so: counted as applied.
+    first = spool.take_segment()
+    assert first is not None and spool.pending == 2
+    first.unlink()
+    assert spool.forget_missing() == 1 and spool.pending == 1 and spool.forget_missing() == 0
+
+
+def test_the_drain_process_applies_what_the_writer_sealed_and_is_restarted_and_ends_with_the_recorder(
+    database_url: str, tmp_path: Path
+) -> None:
+    from radius_op25b.metrics import RECORDED
+
+    engine = db.make_engine(database_url)
+    loop = asyncio.new_event_loop()
+    recorder = Recorder(engine, Spool(tmp_path / "spool"), loop, drain_process=True)
+    recorder.start()
+    recorded_before = RECORDED._value.get()  # noqa: SLF001
+    second = None
+
+    def send(prefix: str, count: int) -> None:
+        async def go() -> None:
+            futures = [recorder.submit(rec("start", 0, f"{prefix}{n}", framed_ip=f"100.64.1.{n % 250}")) for n in range(count)]
+            await asyncio.wait_for(asyncio.gather(*futures), 10)  # spooled: acknowledged
+
+        loop.run_until_complete(go())
+
+    def in_table(prefix: str) -> int:
+        return sum(1 for sid in rows(engine) if sid.startswith(prefix))
+
+    try:
+        send("p", 500)
+        assert wait_until(lambda: in_table("p") == 500 and recorder.spool.pending == 0, 30, 0.1), in_table("p")
+        assert wait_until(lambda: RECORDED._value.get() - recorded_before == 500, 5, 0.05)  # noqa: SLF001  (reported up the pipe)
+        first = recorder._link.proc  # noqa: SLF001
+        assert first is not None and first.poll() is None
+        first.kill()  # the drain process dies: the relay starts another, nothing is lost
+        first.wait(5)
+        send("q", 300)
+        assert wait_until(lambda: in_table("q") == 300 and recorder.spool.pending == 0, 30, 0.1), in_table("q")
+        second = recorder._link.proc  # noqa: SLF001
+        assert second is not None and second.pid != first.pid
+    finally:
+        recorder.close()
+        loop.close()
+        engine.dispose()
+    assert second is not None and second.poll() is not None  # the recorder closed: its pipe closed, the drain process ended
+    assert spool_lag(tmp_path / "spool").bytes == 0
