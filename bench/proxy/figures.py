@@ -55,5 +55,6 @@ class Figures:
     latency: dict[float, Latency] = field(default_factory=dict)
     memory: dict[str, object] = field(default_factory=dict)
     storms: list[Storm] = field(default_factory=list)
+    radsec: list[RadclientRun] = field(default_factory=list)  # A with the NAS over RadSec, one per pair
     profile: dict[str, dict[str, object]] = field(default_factory=dict)  # view (threads, gil) -> summary
     notes: list[str] = field(default_factory=list)

@@ -81,6 +81,25 @@ def _throughput(f: Figures) -> list[str]:
                 else "No drop-free pair: rerun with --rmem-default 8388608."
             )
         )
+    if f.radsec:
+        out += [
+            "",
+            "A with the NAS over RadSec, same run, one after each pair (radclient -> radsecproxy 1.9 "
+            "(UDP in, TLS out) -> op25b's RadSec listener -> the same upstream; radsecproxy shares the cores):",
+            "",
+            "| run | A over UDP req/s (that pair) | A over RadSec req/s | RadSec/UDP | RadSec: acc/rej/lost/filter ok "
+            "| CPU us/req op25b: UDP / RadSec |",
+            "|---|---|---|---|---|---|",
+        ]
+        for i, (p, t) in enumerate(zip(f.pairs, f.radsec, strict=False), 1):
+            out.append(
+                f"| {i} | {p.a.rate:,.0f} | {t.rate:,.0f} | {t.rate / p.a.rate if p.a.rate else 0:.2f} | "
+                f"{t.accepted:,}/{t.rejected}/{t.lost}/{t.passed:,} | "
+                f"{p.a.cpu_s * 1e6 / p.a.requests:,.0f} / {t.cpu_s * 1e6 / t.requests:,.0f} |"
+            )
+        out.append(
+            f"| **median** | **{median([p.a.rate for p in f.pairs]):,.0f}** | **{median([t.rate for t in f.radsec]):,.0f}** | | | |"
+        )
     return [*out, "", THROUGHPUT_NOTE, ""]
 
 

@@ -1,8 +1,10 @@
 """Phase 1, throughput: the same radclient load through A and through B, in pairs alternating
-AB, BA, ...; a freshly started proxy per run after a short warm-up on other subscribers."""
+AB, BA, ...; a freshly started proxy per run after a short warm-up on other subscribers. After
+each pair, A once more with the NAS over RadSec (bench/proxy/radsec.py), beside its UDP figure."""
 
 from __future__ import annotations
 
+from bench.proxy import radsec
 from bench.proxy.context import Bench
 from bench.proxy.figures import Pair
 from bench.proxy.radclient import RadclientRun, radclient_file
@@ -60,3 +62,10 @@ def run(bench: Bench) -> None:
                 )
         again = f"; A again on the same process {pair.a_cached.rate:,.0f}/s" if pair.a_cached else ""
         print(f"  pair {p + 1} ({order}): A {pair.a.rate:,.0f}/s, B {pair.b.rate:,.0f}/s, ratio A/B {pair.ratio:.2f}{again}")
+        if radsec.available() and args.a_workers <= 1:
+            tls = radsec.run(bench, measured, expect, warm, r, warm_n)
+            figures.radsec.append(tls)
+            print(
+                f"    A over RadSec (radclient -> radsecproxy -> op25b TLS): {tls.summary()}; "
+                f"CPU per request: proxy {tls.cpu_s * 1e6 / r:,.0f} us"
+            )

@@ -113,6 +113,26 @@ class ClientConfig:
     coa_port: int = 3799
     coa_address: str | None = None
     coa_secret: Secret | None = None
+    transport: str = "udp"  # or "radsec" (RFC 6614): matched on the RadSec listener only
+    certificate_name: str | None = None  # RadSec: a name the client certificate must carry
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """[tls], or one upstream's own: the RadSec identity and the CA peers are verified against.
+    Paths are absolute (resolved against the config file's folder)."""
+
+    certificate_file: str | None = None
+    private_key_file: str | None = None
+    ca_file: str | None = None
+    radius_v11: str = "allow"  # RFC 9765 by ALPN: "allow" | "require" | "off"
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.certificate_file and self.private_key_file and self.ca_file)
+
+
+RADSEC_SECRET = b"radsec"  # RFC 6614 §2.3: the shared secret over TLS, unless configured
 
 
 @dataclass(frozen=True)
@@ -126,6 +146,11 @@ class UpstreamConfig:
     response_window: float = 5.0  # no reply within this: try the next server, mark this one zombie
     zombie_period: float = 10.0  # a zombie that stays silent this long is dead
     status_interval: float = 1.0  # Status-Server probes of a zombie (dead ones: 5x this)
+    transport: str = "udp"  # or "radsec": one long-lived TLS connection to radsec_port
+    radsec_port: int = 2083
+    certificate_name: str | None = None  # RadSec: the name its certificate must carry (default: address)
+    tls: TlsConfig | None = None  # RadSec: its own identity/CA; None = [tls]
+    keepalive: float = 30.0  # RadSec: Status-Server on a connection idle this long (RFC 6614 §2.6)
 
 
 @dataclass(frozen=True)
@@ -177,6 +202,10 @@ class Config:
     max_exemption: timedelta | None = None  # policy.max_exemption: the longest exemption an agent may grant
     dynamic_pools: tuple[IPNetwork, ...] = ()  # policy.dynamic_pools: for acl report and export dynamic-ranges
     web: WebConfig = WebConfig()
+    radsec_listen: tuple[str, int] | None = None  # RFC 6614 listener; off by default
+    radsec_idle_timeout: float = 300.0  # a NAS connection silent this long is closed
+    radsec_max_connections: int = 8  # open RadSec connections per client
+    tls: TlsConfig = TlsConfig()
 
     def client(self, name: str) -> ClientConfig | None:
         return next((c for c in self.clients if c.name == name), None)
@@ -225,6 +254,9 @@ SCHEMA: Mapping[str, Table] = {
                 Key("max_request_time", "seconds", "10"),
                 Key("max_accounting_time", "seconds", "30"),
                 Key("source_address", "IP requests to upstreams and NASes are sent from", "the auth listener's"),
+                Key("radsec_listen", "HOST:PORT of the RadSec (RFC 6614) listener", "off"),
+                Key("radsec_idle_timeout", "seconds: a RadSec connection silent this long is closed", "300"),
+                Key("radsec_max_connections", "open RadSec connections per client", "8"),
             ),
         ),
         Table(
@@ -246,6 +278,15 @@ SCHEMA: Mapping[str, Table] = {
                 Key("nokia_mobile_id", "SR OS filter id", "2502"),
             ),
         ),
+        Table(
+            "tls",
+            (
+                Key("certificate_file", "PEM certificate (chain) of op25b, relative to the config file", "off"),
+                Key("private_key_file", "PEM private key of it", "off"),
+                Key("ca_file", "PEM CA(s) peer certificates are verified against", "off"),
+                Key("radius_v11", "allow | require | off: RADIUS/1.1 (RFC 9765) by ALPN", "allow"),
+            ),
+        ),
         Table("metrics", (Key("listen", "HOST:PORT of the Prometheus endpoint", "off"),)),
         Table(
             "web",
@@ -255,7 +296,11 @@ SCHEMA: Mapping[str, Table] = {
                 Key("trusted_proxies", "list of IPs/CIDRs the header is believed from", "[]"),
                 Key("tls_certificate", "PEM file, relative to the config file: serve HTTPS", "off"),
                 Key("tls_key", "PEM file of its private key", "off"),
-                Key("push_changes", "true: send CoA/Disconnect for live changes from op25b web (plugin deployments, no serve)", "false"),
+                Key(
+                    "push_changes",
+                    "true: send CoA/Disconnect for live changes from op25b web (plugin deployments, no serve)",
+                    "false",
+                ),
             ),
         ),
         Table(
@@ -279,6 +324,8 @@ SCHEMA: Mapping[str, Table] = {
                 Key("coa_port", "port", "3799"),
                 Key("coa_address", "IP", "the accounting source"),
                 *_secret_keys("coa_secret", "CoA secret"),
+                Key("transport", "udp | radsec", "udp"),
+                Key("certificate_name", "RadSec: DNS name, IP or CN the client certificate must carry", "any"),
             ),
             array=True,
         ),
@@ -294,6 +341,13 @@ SCHEMA: Mapping[str, Table] = {
                 Key("response_window", "seconds", "5"),
                 Key("zombie_period", "seconds", "10"),
                 Key("status_interval", "seconds", "1"),
+                Key("transport", "udp | radsec", "udp"),
+                Key("radsec_port", "port", "2083"),
+                Key("certificate_name", "RadSec: the name its server certificate must carry", "address"),
+                Key("certificate_file", "RadSec: own certificate for this upstream", "[tls]"),
+                Key("private_key_file", "RadSec: its private key", "[tls]"),
+                Key("ca_file", "RadSec: CA to verify this upstream against", "[tls]"),
+                Key("keepalive", "seconds: Status-Server on an idle RadSec connection", "30"),
             ),
             array=True,
         ),
@@ -486,6 +540,20 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         except ValueError:
             raise server.error("source_address", f"{source_address!r} is not an IP address") from None
 
+    tls_table = table("tls")
+    tls = TlsConfig(
+        _path(tls_table, "certificate_file"),
+        _path(tls_table, "private_key_file"),
+        _path(tls_table, "ca_file"),
+        tls_table.choice("radius_v11", ("allow", "require", "off"), "allow"),
+    )
+    radsec_listen = server.listen("radsec_listen", ("", 0)) if "radsec_listen" in server.table else None
+    if radsec_listen is not None and not tls.complete:
+        raise server.error("radsec_listen", "needs [tls] certificate_file, private_key_file and ca_file")
+    radsec_max = server.get("radsec_max_connections", int, 8)
+    if radsec_max < 1:
+        raise server.error("radsec_max_connections", "must be at least 1")
+
     pol = table("policy")
     max_exemption = None
     if "max_exemption" in pol.table:
@@ -533,11 +601,13 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         coa_address = r.get("coa_address", str)
         if coa_address is not None:
             _network(r, "coa_address", coa_address)
+        transport = r.choice("transport", TRANSPORTS, "udp")
+        secret = r.secret(required=transport != "radsec") or Secret(RADSEC_SECRET)  # RFC 6614 §2.3
         clients.append(
             ClientConfig(
                 name=r.get("name", str, required=True),
                 network=_network(r, "address", r.get("address", str, required=True)),
-                secret=r.secret(),  # type: ignore[arg-type]
+                secret=secret,
                 profile=profile,
                 require_message_authenticator=r.get("require_message_authenticator", bool, True),
                 limit_proxy_state=r.get("limit_proxy_state", bool, True),
@@ -546,6 +616,8 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
                 coa_port=r.port("coa_port", 3799),
                 coa_address=coa_address,
                 coa_secret=r.secret(required=False, stem="coa_secret"),
+                transport=transport,
+                certificate_name=r.get("certificate_name", str, None),
             )
         )
 
@@ -554,17 +626,33 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         address = r.get("address", str, required=True)
         _network(r, "address", address)
         window = _positive(r, "response_window", 5.0)
+        transport = r.choice("transport", TRANSPORTS, "udp")
+        own_tls = None
+        if any(k in r.table for k in ("certificate_file", "private_key_file", "ca_file")):
+            own_tls = TlsConfig(
+                _path(r, "certificate_file") or tls.certificate_file,
+                _path(r, "private_key_file") or tls.private_key_file,
+                _path(r, "ca_file") or tls.ca_file,
+                tls.radius_v11,
+            )
+        if transport == "radsec" and not (own_tls or tls).complete:
+            raise r.error("transport", "radsec needs [tls] certificate_file, private_key_file and ca_file")
         upstreams.append(
             UpstreamConfig(
                 name=r.get("name", str, required=True),
                 address=address,
-                secret=r.secret(),  # type: ignore[arg-type]
+                secret=r.secret(required=transport != "radsec") or Secret(RADSEC_SECRET),  # RFC 6614 §2.3
                 auth_port=r.port("auth_port", 1812),
                 acct_port=r.port("acct_port", 1813),
                 require_message_authenticator=r.get("require_message_authenticator", bool, False),
                 response_window=window,
                 zombie_period=_positive(r, "zombie_period", 10.0),
                 status_interval=_positive(r, "status_interval", 1.0),
+                transport=transport,
+                radsec_port=r.port("radsec_port", 2083),
+                certificate_name=r.get("certificate_name", str, None),
+                tls=own_tls,
+                keepalive=_positive(r, "keepalive", 30.0),
             )
         )
     _unique(file, "clients", [c.name for c in clients])
@@ -640,7 +728,23 @@ def parse_config(data: Mapping[str, Any], file: str = DEFAULT_CONFIG_PATH) -> Co
         web=web_config,
         spool_dir=str(spool_dir),
         spool_max_bytes=spool_mb << 20,
+        radsec_listen=radsec_listen,
+        radsec_idle_timeout=_positive(server, "radsec_idle_timeout", 300.0),
+        radsec_max_connections=radsec_max,
+        tls=tls,
     )
+
+
+TRANSPORTS = ("udp", "radsec")
+
+
+def _path(r: _Reader, key: str) -> str | None:
+    """A file named in the config: relative to the config file's folder."""
+    value = r.get(key, str, None)
+    if value is None:
+        return None
+    path = Path(value)
+    return str(path if path.is_absolute() else Path(r.file).resolve().parent / path)
 
 
 def _positive(r: _Reader, key: str, default: float) -> float:

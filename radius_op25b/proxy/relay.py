@@ -15,6 +15,12 @@ Every input failure has one named outcome, counted in op25b_drops{cause}:
     no upstream reachable in the budget ... no answer (the NAS retries), requests_abandoned
     upstream reply unmatched / forged ..... drop  upstream_unmatched / upstream_bad_authenticator
     a bug ................................. traceback logged, drop  internal_error
+
+RadSec (proxy/radsec.py) hands whole packets of a TLS connection to `packet_from_stream`, with
+the client already matched by address and certificate; the rows above apply to them too, except
+that a RADIUS/1.1 connection (RFC 9765) has no authenticators or Message-Authenticator to check.
+Towards an upstream, a TLS connection is one more "socket" of 256 identifiers that only its
+upstream uses; what is sent over it is never sent over it again (RFC 6613 §2.6.1).
 """
 
 from __future__ import annotations
@@ -62,12 +68,23 @@ from radius_op25b.radius import (
     verify_message_authenticator,
     verify_reply,
 )
+from radius_op25b.radius.stream import (
+    V10,
+    V11,
+    encode_v11,
+    hide_request_attributes,
+    plain_reply_attributes,
+    reveal_request_attributes,
+    token_of,
+    v11_authenticator,
+)
 
 log = logging.getLogger("op25b.relay")
 
 AUTH, ACCT = "auth", "acct"
 ACCESS_REPLIES = frozenset((ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_CHALLENGE))
 UPSTREAM_SOCKETS = 16  # 256 identifiers each: 4,096 requests in flight
+V11_OUTSTANDING = 4096  # per RADIUS/1.1 connection: its Token is not limited to 256 (RFC 9765, the Token field)
 
 
 class Transport(Protocol):
@@ -104,6 +121,9 @@ class Job:
     deadline: float
     received: float
     tried: list[str] = field(default_factory=list)
+    reply_to: Transport | None = None  # a RadSec connection; None: the UDP listener
+    version: str = V10  # the NAS's: RADIUS/1.1 only over a RadSec connection that chose it
+    sent_on: set[int] = field(default_factory=set)  # TLS connections that carried it
 
     @property
     def username(self) -> str | None:
@@ -137,6 +157,9 @@ class Relay:
         self.upstream_transports: list[Transport] = []
         self._free_ids: list[deque[int]] = []
         self._families: list[int] = []  # IP version of each upstream socket
+        self._owners: list[str | None] = []  # a TLS connection's upstream; None: a shared UDP socket
+        self._versions: list[str] = []  # RADIUS/1.0 or 1.1 per upstream socket
+        self._links: dict[str, int] = {}  # upstream name -> index of its open TLS connection
         self.hot = metrics.Hot()
         self.draining = False
         self._tag = os.urandom(4)  # our Proxy-State: 4 random octets per process + a counter
@@ -148,17 +171,55 @@ class Relay:
     def apply_config(self, config: Config) -> None:
         """Swap in a new config; jobs in flight keep the clients and secrets they started with."""
         self.config = config
-        self.clients = ClientTable(config.clients)
+        # A RadSec client is matched on the RadSec listener only (proxy/radsec.py), never over UDP.
+        self.clients = ClientTable(c for c in config.clients if c.transport == "udp")
         self.router = Router(config, self.router.upstreams if self.router else None)
         for upstream in self.router.upstreams.values():
             metrics.UPSTREAM_UP.labels(upstream.name).set(_health_value(upstream.health))
 
-    def add_upstream_transport(self, transport: Transport, family: int = 4) -> int:
-        """A socket towards upstreams of one IP version (4 or 6): 256 identifiers of its own."""
+    def add_upstream_transport(self, transport: Transport, family: int = 4, owner: str | None = None, version: str = V10) -> int:
+        """A socket towards upstreams of one IP version (4 or 6): 256 identifiers of its own.
+
+        With `owner`, a TLS connection that only that upstream uses, until `upstream_link_lost`.
+        RFC 6613 §2.6.5 (RADIUS/1.0): at most 256 requests outstanding on one connection; over
+        RADIUS/1.1 the Token tells them apart, so V11_OUTSTANDING.
+        """
         self.upstream_transports.append(transport)
-        self._free_ids.append(deque(range(256)))
+        self._free_ids.append(deque(range(V11_OUTSTANDING if version == V11 else 256)))
         self._families.append(family)
-        return len(self.upstream_transports) - 1
+        self._owners.append(owner)
+        self._versions.append(version)
+        index = len(self.upstream_transports) - 1
+        if owner is not None:
+            self._links[owner] = index
+        return index
+
+    def upstream_link_lost(self, index: int) -> None:
+        """A TLS connection to an upstream closed: what waited on it is tried again elsewhere
+        (or over the next connection) at once: a new connection may carry them (RFC 6613 §2.6.1)."""
+        owner = self._owners[index]
+        if owner is not None and self._links.get(owner) == index:
+            del self._links[owner]
+        self._free_ids[index] = deque()  # never used again; the list keeps its place
+        for slot in [s for s in self.pending if s[0] == index]:
+            pending = self.pending[slot]
+            if pending.timer is not None:
+                pending.timer.cancel()
+            self._timeout(slot, "its connection closed")
+        self._free_ids[index] = deque()
+
+    def upstream_unreachable(self, upstream_name: str, why: str) -> None:
+        """A RadSec upstream cannot be connected to, or its connection closed: it counts as a
+        timeout for its health (zombie, then dead), and a Status-Server over the next connection
+        revives it."""
+        upstream = self.router.upstreams.get(upstream_name) if self.router is not None else None
+        if upstream is not None and upstream.on_timeout(self.loop.time()):
+            self._health_changed(upstream, why)
+
+    def upstream_version(self, upstream_name: str) -> str | None:
+        """RADIUS/1.0 or 1.1 on the upstream's open TLS connection; None when none is open."""
+        index = self._links.get(upstream_name)
+        return self._versions[index] if index is not None else None
 
     # --- from the NAS ----------------------------------------------------------------------------
 
@@ -169,10 +230,31 @@ class Relay:
             self.limited.exception("internal_error", "internal error handling a datagram from %s:%s", addr[0], addr[1])
             self._drop("internal_error", addr[0])
 
-    def _from_nas(self, listener: str, data: bytes, addr: tuple[str, int]) -> None:
+    def packet_from_stream(
+        self, connection: Transport, client: ClientConfig, version: str, data: bytes, addr: tuple[str, int]
+    ) -> None:
+        """One whole packet from a RadSec connection whose client is already known."""
+        try:
+            # One connection carries both (RFC 6614 §2.1): the code says which it is.
+            listener = ACCT if len(data) > 0 and data[0] == ACCOUNTING_REQUEST else AUTH
+            self._from_nas(listener, data, addr, client, connection, version)
+        except Exception:
+            self.limited.exception("internal_error", "internal error handling a packet from %s:%s", addr[0], addr[1])
+            self._drop("internal_error", addr[0])
+
+    def _from_nas(
+        self,
+        listener: str,
+        data: bytes,
+        addr: tuple[str, int],
+        client: ClientConfig | None = None,
+        reply_to: Transport | None = None,
+        version: str = V10,
+    ) -> None:
         if self.draining:
             return self._drop("draining", addr[0])
-        client = self.clients.lookup(addr[0])
+        if client is None:
+            client = self.clients.lookup(addr[0])
         if client is None:
             return self._drop("unknown_client", addr[0])
         try:
@@ -181,10 +263,12 @@ class Relay:
             return self._drop("malformed", addr[0], str(exc))
         secret = client.secret.reveal()
         if request.code == STATUS_SERVER:
-            return self._answer_status_server(listener, client, data, request, addr)
+            return self._answer_status_server(listener, client, data, request, addr, reply_to, version)
         if request.code != (ACCESS_REQUEST if listener == AUTH else ACCOUNTING_REQUEST):
             return self._drop("unexpected_code", addr[0], f"code {request.code} on the {listener} port")
-        if request.code == ACCESS_REQUEST:
+        if version == V11:
+            pass  # RFC 9765 (attribute handling): no authenticator and no Message-Authenticator; TLS vouches for it
+        elif request.code == ACCESS_REQUEST:
             has_ma = verify_message_authenticator(data, secret)
             if has_ma is False:
                 return self._drop("bad_authenticator", addr[0])
@@ -201,16 +285,19 @@ class Relay:
             return self._drop("bad_authenticator", addr[0])
 
         now = self.loop.time()
-        key = (addr[0], addr[1], request.identifier, listener)
+        # Over TLS the connection is the "socket" (its source port is its own), and a 1.1
+        # request is told apart by its Token (RFC 9765, the Token field) instead of the Identifier.
+        identifier = int.from_bytes(token_of(request)) if version == V11 else request.identifier
+        key = (addr[0], addr[1], identifier, listener if reply_to is None else f"tls-{listener}")
         seen, cached = self.dedup.check(key, request.authenticator, now)
         if seen is Seen.IN_FLIGHT:
             return self._drop("duplicate_in_flight", addr[0])
         if seen is Seen.ANSWERED:
             self.hot.duplicate_resent.inc()
-            self.nas_transports[listener].sendto(cached, addr)  # type: ignore[arg-type]
+            (reply_to or self.nas_transports[listener]).sendto(cached, addr)  # type: ignore[arg-type]
             return None
         self.hot.request(client.name, listener)
-        job = Job(listener, addr, key, client, request, None, 0.0, now)
+        job = Job(listener, addr, key, client, request, None, 0.0, now, reply_to=reply_to, version=version)
         assert self.router is not None
         job.pool = self.router.pool_for(job.username)
         job.deadline = now + (self.config.auth_budget if listener == AUTH else self.config.acct_budget)
@@ -218,17 +305,27 @@ class Relay:
         return None
 
     def _answer_status_server(
-        self, listener: str, client: ClientConfig, data: bytes, request: Packet, addr: tuple[str, int]
+        self,
+        listener: str,
+        client: ClientConfig,
+        data: bytes,
+        request: Packet,
+        addr: tuple[str, int],
+        reply_to: Transport | None = None,
+        version: str = V10,
     ) -> None:
         secret = client.secret.reveal()
-        # RFC 5997 §3: "Status-Server packets MUST contain a Message-Authenticator"; and they
-        # are answered by the server that receives them, never proxied.
-        if verify_message_authenticator(data, secret) is not True:
-            return self._drop("bad_authenticator", addr[0], "Status-Server without a valid Message-Authenticator")
         code = ACCESS_ACCEPT if listener == AUTH else ACCOUNTING_RESPONSE
-        reply = Packet(code, request.identifier, request.authenticator, ())
-        wire = sign_reply(reply, request.authenticator, secret, True, request_code=STATUS_SERVER)
-        self.nas_transports[listener].sendto(wire, addr)
+        if version == V11:
+            wire = encode_v11(code, token_of(request), ())  # RFC 9765 (the Token field): the reply copies the Token
+        else:
+            # RFC 5997 §3: all Status-Server packets must include a Message-Authenticator; and they
+            # are answered by the server that receives them, never proxied (§4.4).
+            if verify_message_authenticator(data, secret) is not True:
+                return self._drop("bad_authenticator", addr[0], "Status-Server without a valid Message-Authenticator")
+            reply = Packet(code, request.identifier, request.authenticator, ())
+            wire = sign_reply(reply, request.authenticator, secret, True, request_code=STATUS_SERVER)
+        (reply_to or self.nas_transports[listener]).sendto(wire, addr)
         self.hot.reply(client.name, "status")
 
     # --- to the upstream -------------------------------------------------------------------------
@@ -237,12 +334,38 @@ class Relay:
         self._sequence = (self._sequence + 1) & 0xFFFFFFFF
         return self._tag + struct.pack("!I", self._sequence)
 
-    def _allocate(self, upstream: Upstream) -> tuple[int, int] | None:
-        """A free (socket, identifier) on a socket of the upstream's IP version."""
+    def _allocate(self, upstream: Upstream, job: Job | None = None) -> tuple[int, int] | None:
+        """A free (socket, identifier) on a socket of the upstream's IP version, or on its TLS
+        connection for a RadSec upstream."""
+        if upstream.config.transport == "radsec":
+            index = self._links.get(upstream.name)
+            # RFC 6613 §2.6.1: over TCP a client does not retransmit on the same connection.
+            if index is None or not self._free_ids[index] or (job is not None and index in job.sent_on):
+                return None
+            return index, self._free_ids[index].popleft()
         family = upstream.family
         for index, free in enumerate(self._free_ids):
-            if free and self._families[index] == family:
+            if free and self._families[index] == family and self._owners[index] is None:
                 return index, free.popleft()
+        return None
+
+    def _pick(self, job: Job) -> tuple[Upstream, tuple[int, int]] | None:
+        """The upstream for the next try and a slot on it: servers not tried yet first; when
+        every one was tried, round again while the budget lasts (a RadSec upstream only over
+        a connection that did not carry the request yet)."""
+        if job.pool is None:
+            return None
+        for again in (False, True):
+            if again and not job.tried:
+                break
+            skip = set() if again else set(job.tried)
+            while (upstream := job.pool.choose(skip)) is not None:
+                slot = self._allocate(upstream, job)
+                if slot is not None:
+                    if again:
+                        job.tried.clear()
+                    return upstream, slot
+                skip.add(upstream.name)
         return None
 
     def _release(self, index: int, identifier: int) -> None:
@@ -250,23 +373,34 @@ class Relay:
         self._free_ids[index].append(identifier)
 
     def _send(self, job: Job) -> None:
-        upstream = job.pool.choose(job.tried) if job.pool else None
-        if upstream is None and job.pool and job.tried:
-            job.tried.clear()  # every server was tried once: go round again while the budget lasts
-            upstream = job.pool.choose()
-        slot = self._allocate(upstream) if upstream is not None else None
-        if upstream is None or slot is None:
+        picked = self._pick(job)
+        if picked is None:
             return self._give_up(job, "no_upstream")
-        index, identifier = slot
+        upstream, (index, identifier) = picked
         secret = upstream.config.secret.reveal()
         state = self._proxy_state()
         request = job.request
+        version = self._versions[index]
         try:
-            if job.listener == AUTH:
+            if version == V11:
+                # RFC 9765 (the Token field): the Token tells replies apart; its last two octets are our slot.
+                token = _token(identifier)
+                authenticator = v11_authenticator(token)
+                attrs = request.attributes
+                if job.listener == AUTH and job.version == V10:
+                    attrs = reveal_request_attributes(attrs, job.client.secret.reveal(), request.authenticator)
+                code = ACCESS_REQUEST if job.listener == AUTH else ACCOUNTING_REQUEST
+                # RFC 2865 §5.33: a proxy appends its own Proxy-State after the NAS's.
+                wire = encode_v11(code, token, append_proxy_state(attrs, state))
+                port = upstream.config.radsec_port
+            elif job.listener == AUTH:
                 authenticator = new_request_authenticator()
-                attrs = reencrypt_request_attributes(
-                    request.attributes, job.client.secret.reveal(), request.authenticator, secret, authenticator
-                )
+                if job.version == V11:
+                    attrs = hide_request_attributes(request.attributes, secret, authenticator)
+                else:
+                    attrs = reencrypt_request_attributes(
+                        request.attributes, job.client.secret.reveal(), request.authenticator, secret, authenticator
+                    )
                 # RFC 2865 §5.33: a proxy appends its own Proxy-State after the NAS's.
                 wire = sign_access_request(
                     Packet(ACCESS_REQUEST, identifier, authenticator, append_proxy_state(attrs, state)), secret
@@ -288,6 +422,8 @@ class Relay:
         pending.timer = self.loop.call_later(upstream.config.response_window, self._timeout, (index, identifier))
         self.pending[(index, identifier)] = pending
         upstream.outstanding += 1
+        if self._owners[index] is not None:
+            job.sent_on.add(index)
         self.upstream_transports[index].sendto(wire, (upstream.config.address, port))
         upstream.sent_counter(job.listener).inc()
         return None
@@ -341,22 +477,26 @@ class Relay:
     def _from_upstream(self, index: int, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) < 20:
             return self._drop("upstream_malformed", addr[0])
-        slot = (index, data[1])
+        v11 = self._versions[index] == V11
+        slot = (index, int.from_bytes(data[6:8]) if v11 else data[1])  # 1.1: the Token's last two octets (_token)
         pending = self.pending.get(slot)
-        if pending is None:
+        if pending is None or (v11 and token_of(data) != pending.authenticator[:4]):
             return self._drop("upstream_unmatched", addr[0], "late or unknown reply")
         upstream = pending.upstream
         expected_port = (
             upstream.config.acct_port if pending.job is not None and pending.job.listener == ACCT else upstream.config.auth_port
         )
-        if addr[0] != upstream.config.address or addr[1] != expected_port:
+        # A TLS connection is the upstream's own: what arrives on it comes from it.
+        if self._owners[index] is None and (addr[0] != upstream.config.address or addr[1] != expected_port):
             return self._drop("upstream_unmatched", addr[0], "reply from an address we did not ask")
         try:
-            # RFC 2865 §3: a Response Authenticator that does not verify is silently discarded;
+            if v11:
+                pass  # RFC 9765 (attribute handling): nothing to verify but the Token; TLS vouches for the rest
+            # RFC 2865 §4.2, §4.4: a Response Authenticator that does not verify is silently discarded;
             # BlastRADIUS: a Message-Authenticator, when present, must verify too.
-            if not verify_reply(data, pending.authenticator, pending.secret):
+            elif not verify_reply(data, pending.authenticator, pending.secret):
                 return self._drop("upstream_bad_authenticator", addr[0])
-            if (
+            elif (
                 upstream.config.require_message_authenticator
                 and verify_message_authenticator(data, pending.secret, pending.authenticator) is None
             ):
@@ -375,9 +515,13 @@ class Relay:
             attrs, _ = strip_own_proxy_state(reply.attributes, pending.state)
             if listener == AUTH:
                 try:
-                    attrs = reencrypt_reply_attributes(
-                        attrs, pending.secret, pending.authenticator, job.client.secret.reveal(), job.request.authenticator
-                    )
+                    if v11 or job.version == V11:
+                        if not (v11 and job.version == V11):
+                            attrs = plain_reply_attributes(attrs)
+                    else:
+                        attrs = reencrypt_reply_attributes(
+                            attrs, pending.secret, pending.authenticator, job.client.secret.reveal(), job.request.authenticator
+                        )
                 except (MalformedPacket, ValueError) as exc:
                     # A Tunnel-Password or MPPE key that does not decrypt: treat the reply as
                     # none from this upstream, so health and fail-over act and the next
@@ -423,17 +567,20 @@ class Relay:
     def _finish(self, job: Job, code: int, attrs: Attributes) -> None:
         request = job.request
         try:
-            # BlastRADIUS: Message-Authenticator first in every Accept, Reject and Challenge.
-            wire = sign_reply(
-                Packet(code, request.identifier, request.authenticator, attrs),
-                request.authenticator,
-                job.client.secret.reveal(),
-                code in ACCESS_REPLIES,
-            )
+            if job.version == V11:
+                wire = encode_v11(code, token_of(request), attrs)  # RFC 9765 (the Token field): the request's Token
+            else:
+                # BlastRADIUS: Message-Authenticator first in every Accept, Reject and Challenge.
+                wire = sign_reply(
+                    Packet(code, request.identifier, request.authenticator, attrs),
+                    request.authenticator,
+                    job.client.secret.reveal(),
+                    code in ACCESS_REPLIES,
+                )
         except (MalformedPacket, ValueError) as exc:
             self.dedup.forget(job.key, request.authenticator)
             return self._drop("internal_error", job.nas_addr[0], f"cannot build the reply: {exc}")
-        self.nas_transports[job.listener].sendto(wire, job.nas_addr)
+        (job.reply_to or self.nas_transports[job.listener]).sendto(wire, job.nas_addr)
         self.dedup.answered(job.key, request.authenticator, wire, self.loop.time())
         self.hot.reply(job.client.name, job.listener)
         return None
@@ -452,27 +599,43 @@ class Relay:
         self.dedup.purge(now)
         metrics.IN_FLIGHT.set(len(self.pending))
 
-    def _probe(self, upstream: Upstream) -> None:
+    def probe(self, upstream: Upstream) -> bool:
+        """A Status-Server to `upstream` now (RadSec keepalive, RFC 6613 §2.6); False if no slot."""
+        return self._probe(upstream)
+
+    def _probe(self, upstream: Upstream) -> bool:
         slot = self._allocate(upstream)
         if slot is None:
-            return
+            return False
         secret = upstream.config.secret.reveal()
-        authenticator = new_request_authenticator()
-        # RFC 5997 §3: a new Identifier for every probe; never retransmitted.
-        wire = sign_access_request(Packet(STATUS_SERVER, slot[1], authenticator, ()), secret)
+        if self._versions[slot[0]] == V11:
+            token = _token(slot[1])
+            authenticator = v11_authenticator(token)
+            wire = encode_v11(STATUS_SERVER, token, ())
+        else:
+            authenticator = new_request_authenticator()
+            # RFC 5997 §4.1: a new Identifier for every probe; never retransmitted.
+            wire = sign_access_request(Packet(STATUS_SERVER, slot[1], authenticator, ()), secret)
         pending = Pending(None, upstream, secret, authenticator, b"", self.loop.time())
         pending.timer = self.loop.call_later(upstream.config.response_window, self._timeout, slot)
         self.pending[slot] = pending
         upstream.outstanding += 1
         self.upstream_transports[slot[0]].sendto(wire, (upstream.config.address, upstream.config.auth_port))
+        return True
 
     def _health_changed(self, upstream: Upstream, why: str) -> None:
         metrics.UPSTREAM_UP.labels(upstream.name).set(_health_value(upstream.health))
         log.warning("upstream %s is now %s (%s)", upstream.name, upstream.health.value, why)
 
     def _drop(self, cause: str, source: str, detail: str = "") -> None:
-        self.hot.drops[cause].inc()
+        counter = self.hot.drops.get(cause)
+        (counter if counter is not None else metrics.DROPS.labels(cause)).inc()
         self.limited.warning(cause, "dropped a datagram from %s: %s%s", source, cause, f": {detail}" if detail else "")
+
+
+def _token(slot: int) -> bytes:
+    """A RADIUS/1.1 Token for a request in `slot`: two random octets, then the slot."""
+    return os.urandom(2) + slot.to_bytes(2, "big")
 
 
 def _health_value(health: Health) -> float:

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from radius_op25b import metrics
 from radius_op25b.core.config import Config, load_config, resolve_secrets
 from radius_op25b.errors import ConfigError, Op25bError
+from radius_op25b.proxy.radsec import RadSec
 from radius_op25b.proxy.relay import ACCT, AUTH, UPSTREAM_SOCKETS, Relay
 from radius_op25b.services.policy import PolicyService
 from radius_op25b.services.push import PushWorker
@@ -94,6 +95,7 @@ class ProxyServer:
         self.pusher: PushWorker | None = None
         self.reuse_port = reuse_port
         self.relay: Relay | None = None
+        self.radsec: RadSec | None = None  # RFC 6614 listener and upstream links, when configured
         self._transports: list[asyncio.BaseTransport] = []
         self._stopping: asyncio.Event | None = None
         self.on_reload: list[Any] = []  # callbacks(config) run after a successful reload
@@ -122,6 +124,7 @@ class ProxyServer:
                 # Not spooled, not answered: the NAS's retransmission must be relayed afresh,
                 # not dropped as a duplicate of a request in flight.
                 on_unrecorded=lambda job: relay.dedup.forget(job.key, job.request.authenticator),
+                drain_process=True,  # the drain's GIL time is not the relay's (recorder.py)
             )
             self.recorder.start()
             relay.accounting_hook = self.recorder.record
@@ -143,12 +146,18 @@ class ProxyServer:
                 transport, _ = await loop.create_datagram_endpoint(lambda protocol=protocol: protocol, sock=udp_socket(host, 0))
                 protocol.index = relay.add_upstream_transport(transport, version)  # type: ignore[arg-type]
                 self._transports.append(transport)
+        radsec = RadSec(relay, self.config, reuse_port=self.reuse_port)
+        if radsec.active:
+            await radsec.start()
+            if radsec.listener is not None and self.pusher is not None:
+                radsec.listener.carry_push(self.pusher)  # CoA for RadSec NASes over their connection
+            self.radsec = radsec
+            self.on_reload.append(radsec.reconfigure)  # SIGHUP: new certificates for new connections
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
-        if self.config.metrics_listen is not None:
-            host, port = self.config.metrics_listen
-            metrics.start_http((host, port + self.worker))  # worker N: the configured port + N
+        if self.config.metrics_listen is not None and not metrics.multiprocess():
+            metrics.start_http(self.config.metrics_listen)  # several workers: the parent serves it
         auth, acct = self.config.auth_listen, self.config.acct_listen
         log.info(
             (f"worker {self.worker}: " if self.workers > 1 else "")
@@ -207,6 +216,8 @@ class ProxyServer:
             await asyncio.sleep(0.05)
         for transport in self._transports:
             transport.close()
+        if self.radsec is not None:
+            await self.radsec.close()
         if self.pusher is not None:
             await self.pusher.close()
         if self.recorder is not None:
@@ -252,12 +263,17 @@ def serve(config: Config, engine: Engine | None = None, workers: int = 1) -> Non
         return
     if engine is not None:
         engine.dispose()  # no pooled connection may cross a fork
+    # One scrape of the metrics port for all workers: each writes its values to files here, and
+    # this process serves their sum (metrics.py).
+    shared = metrics.prepare_multiprocess(Path(config.spool_dir) / "metrics") if config.metrics_listen else None
     children: list[int] = []
     for number in range(workers):
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
+                if shared is not None:
+                    metrics.enable_multiprocess(shared)
                 _run(ProxyServer(config, engine, reuse_port=True, worker=number, workers=workers))
             except BaseException:
                 log.exception("worker %d failed", number)
@@ -274,6 +290,14 @@ def serve(config: Config, engine: Engine | None = None, workers: int = 1) -> Non
 
     for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
+    unserved = None
+    if shared is not None and config.metrics_listen is not None:
+        try:
+            metrics.serve_multiprocess(config.metrics_listen, shared)
+        except OSError as exc:
+            host, port = config.metrics_listen
+            unserved = ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}")
+            forward(signal.SIGTERM, None)
     failed = 0
     for child in children:
         while True:
@@ -282,6 +306,10 @@ def serve(config: Config, engine: Engine | None = None, workers: int = 1) -> Non
                 break
             except InterruptedError:
                 continue
+        if shared is not None:
+            metrics.worker_gone(child, shared)
         failed += os.waitstatus_to_exitcode(status) != 0
+    if unserved is not None:
+        raise unserved
     if failed:
         raise ConfigError(f"{failed} of {workers} workers failed; see the log")

@@ -48,6 +48,7 @@ from radius_op25b.radius import (
     sign_accounting_request,
     verify_reply,
 )
+from radius_op25b.radius.stream import encode_v11
 from radius_op25b.services import explain
 from radius_op25b.store import db
 from radius_op25b.store.models import AcctSession
@@ -56,7 +57,7 @@ log = logging.getLogger("op25b.push")
 
 PUSHES = Counter("op25b_pushes", "CoA/Disconnect pushes to live sessions, by outcome", ["method", "result"])
 REPLIES_DROPPED = Counter("op25b_coa_replies_dropped", "CoA/Disconnect answers refused, by cause", ["cause"])
-# RFC 5176 §3: the answer to each request, by request code.
+# RFC 5176 §2.1, §2.2: the answer to each request, by request code.
 ANSWERS = {COA_REQUEST: (COA_ACK, COA_NAK), DISCONNECT_REQUEST: (DISCONNECT_ACK, DISCONNECT_NAK)}
 
 # Changes wake the worker at once (wake(), from the policy watcher's notifications); the poll
@@ -66,6 +67,16 @@ POLL_SECONDS = 1.0
 BUSY_POLL_SECONDS = 0.25
 TRIES = 3  # RFC 5176 requests are retransmitted unchanged; this many sends per attempt
 TRY_TIMEOUT = 2.0
+# A CoA tunnel: given a RadSec client, (a function that writes a packet to its open connection,
+# whether that connection speaks RADIUS/1.1), or None when it has none open (proxy/radsec.py);
+# the answers come back by tunnel_reply.
+Tunnel = Callable[[ClientConfig], tuple[Callable[[bytes], None], bool] | None]
+
+
+def tunnel_source(client_name: str) -> tuple[str, int]:
+    return (f"radsec:{client_name}", 0)
+
+
 MAX_ATTEMPTS = 5  # attempts per job, with exponential backoff between them
 
 
@@ -126,6 +137,7 @@ class _Waiting:
     authenticator: bytes
     secret: bytes
     destination: tuple[str, int]
+    v11: bool = False  # sent over a RADIUS/1.1 tunnel: matched by its Token, nothing to verify
 
 
 class _CoaProtocol(asyncio.DatagramProtocol):
@@ -158,6 +170,7 @@ class PushWorker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self.limited = RateLimitedLog(log)  # forged answers must not flood the log
+        self.tunnel: Tunnel | None = None  # set by the proxy when it has a RadSec listener
 
     def wake(self) -> None:
         """Jobs may have been queued (a change was notified): claim them now (event loop only)."""
@@ -333,20 +346,34 @@ class PushWorker:
         if s.framed_ip:
             identity.append((FRAMED_IP_ADDRESS, ipaddress.IPv4Address(s.framed_ip).packed))
         identity.append((EVENT_TIMESTAMP, encode_integer(int(self.now().timestamp()))))
-        secret = (client.coa_secret or client.secret).reveal()
+        # A NAS that came in over RadSec is sent it over its own connection while one is open
+        # (a "CoA tunnel", draft-ietf-radext-reverse-coa), with the connection's secret.
+        link = self.tunnel(client) if self.tunnel is not None and client.transport == "radsec" else None
+        send, v11 = link if link is not None else (None, False)
+        secret = (client.secret if send is not None else client.coa_secret or client.secret).reveal()
         identifier = self._allocate_id()
-        wire = sign_accounting_request(
-            Packet(code, identifier, ZERO_AUTHENTICATOR, (*identity, *extra)), secret, add_message_authenticator=True
-        )
+        if v11:
+            # RFC 9765 (the Token field): a Token instead of Identifier and authenticator; no MD5 at all.
+            token = os.urandom(3) + bytes((identifier,))
+            wire = encode_v11(code, token, (*identity, *extra))
+        else:
+            wire = sign_accounting_request(
+                Packet(code, identifier, ZERO_AUTHENTICATOR, (*identity, *extra)), secret, add_message_authenticator=True
+            )
         future: asyncio.Future[bytes] = self.loop.create_future()
-        destination = self._destination(client, s)
-        self._waiting[identifier] = _Waiting(future, wire[4:20], secret, destination)
+        destination = tunnel_source(client.name) if send is not None else self._destination(client, s)
+        self._waiting[identifier] = _Waiting(future, wire[4:20], secret, destination, v11)
         try:
             assert self.transport is not None
-            for _ in range(TRIES):
-                self.transport.sendto(wire, destination)  # the same bytes: a retransmission
+            # RFC 6613 §2.6.1: over TLS the transport retries, not we: one send, the same wait.
+            tries, wait = (1, TRY_TIMEOUT * TRIES) if send is not None else (TRIES, TRY_TIMEOUT)
+            for _ in range(tries):
+                if send is not None:
+                    send(wire)
+                else:
+                    self.transport.sendto(wire, destination)  # the same bytes: a retransmission
                 try:
-                    reply = await asyncio.wait_for(asyncio.shield(future), TRY_TIMEOUT)
+                    reply = await asyncio.wait_for(asyncio.shield(future), wait)
                 except TimeoutError:
                     continue
                 packet = parse_packet(reply)
@@ -364,7 +391,7 @@ class PushWorker:
         raise RuntimeError("256 CoA requests in flight")
 
     def reply_received(self, data: bytes, addr: Any) -> None:
-        """An answer counts only from where its request went (RFC 5176 §3; RFC 5080 §2.2.2
+        """An answer counts only from where its request went (RFC 5176 §2.3; RFC 5080 §2.2.2
         matches a reply by source address and port as well as Identifier) and only when its
         authenticator verifies; anything else is dropped and counted."""
         if len(data) < 20:
@@ -382,6 +409,20 @@ class PushWorker:
             return self._refuse("bad_authenticator", addr)
         if data[0] not in (COA_ACK, COA_NAK, DISCONNECT_ACK, DISCONNECT_NAK):
             return self._refuse("unexpected_code", addr)
+        if not waiting.future.done():
+            waiting.future.set_result(data)
+        return None
+
+    def tunnel_reply(self, data: bytes, client_name: str, v11: bool) -> None:
+        """An answer that came back over a RadSec NAS's connection (the CoA tunnel)."""
+        if not v11:
+            return self.reply_received(data, tunnel_source(client_name))
+        source = tunnel_source(client_name)
+        waiting = self._waiting.get(data[7]) if len(data) >= 20 else None  # the Token's last octet
+        if waiting is None or not waiting.v11 or data[4:8] != waiting.authenticator[:4] or waiting.destination != source:
+            return self._refuse("unmatched", source)
+        if data[0] not in (COA_ACK, COA_NAK, DISCONNECT_ACK, DISCONNECT_NAK):
+            return self._refuse("unexpected_code", source)
         if not waiting.future.done():
             waiting.future.set_result(data)
         return None
