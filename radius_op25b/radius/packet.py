@@ -43,16 +43,22 @@ class Packet:
             object.__setattr__(self, "attributes", tuple(self.attributes))
 
 
-def packet_length(data: bytes) -> int:
-    """The Length field of a datagram, after the header checks every reader needs."""
-    if len(data) < HEADER_LENGTH:
+def length_field(data: bytes, header: int = HEADER_LENGTH) -> int:
+    """The Length field, checked against RFC 2865 §3: "The minimum length is 20 and maximum
+    length is 4096." `header`: the octets `data` must have at least (a stream reader needs 4)."""
+    if len(data) < header:
         raise MalformedPacket(f"short header: {len(data)} octets")
     length: int = _LENGTH.unpack_from(data, 2)[0]
-    # RFC 2865 §3: "The minimum length is 20 and maximum length is 4096."
     if length < MIN_PACKET_LENGTH:
         raise MalformedPacket(f"length field {length} below minimum 20")
     if length > MAX_PACKET_LENGTH:
         raise MalformedPacket(f"length field {length} above maximum 4096")
+    return length
+
+
+def packet_length(data: bytes) -> int:
+    """The Length field of a datagram, after the header checks every reader needs."""
+    length = length_field(data)
     # RFC 2865 §3: "If the packet is shorter than the Length field indicates, it MUST be
     # silently discarded."
     if length > len(data):

@@ -12,16 +12,13 @@ hidden with the shared secret: TLS protects it.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 
 from radius_op25b.errors import MalformedPacket
 from radius_op25b.radius.attributes import Attribute, Attributes, iter_vsas
 from radius_op25b.radius.constants import (
     HEADER_LENGTH,
-    MAX_PACKET_LENGTH,
     MESSAGE_AUTHENTICATOR,
-    MIN_PACKET_LENGTH,
     TUNNEL_PASSWORD,
     USER_PASSWORD,
 )
@@ -32,7 +29,7 @@ from radius_op25b.radius.crypto import (
     encrypt_user_password,
     ensure_chap_challenge,
 )
-from radius_op25b.radius.packet import Packet, frame
+from radius_op25b.radius.packet import Packet, frame, length_field
 
 STREAM_HEADER = 4  # Code, Identifier, Length: enough to know where the packet ends
 ALPN_V10 = "radius/1.0"
@@ -41,7 +38,6 @@ V10, V11 = "1.0", "1.1"
 V11_MODES = ("allow", "require", "off")
 TOKEN_LENGTH = 4
 _RESERVED_2 = bytes(12)
-_LENGTH = struct.Struct("!H")
 
 
 def stream_packet_length(header: bytes) -> int:
@@ -50,14 +46,7 @@ def stream_packet_length(header: bytes) -> int:
     RFC 6613 §2.6.4: a packet whose Length is below 20 or above 4096 cannot be framed, so
     "the connection MUST be closed" - the caller closes it; nothing after it can be trusted.
     """
-    if len(header) < STREAM_HEADER:
-        raise MalformedPacket(f"short header: {len(header)} octets")
-    length: int = _LENGTH.unpack_from(header, 2)[0]
-    if length < MIN_PACKET_LENGTH:
-        raise MalformedPacket(f"length field {length} below minimum 20")
-    if length > MAX_PACKET_LENGTH:
-        raise MalformedPacket(f"length field {length} above maximum 4096")
-    return length
+    return length_field(header, STREAM_HEADER)
 
 
 class StreamFramer:
