@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support import processes
 from tests.support.freeradius import DEFAULT_SECRET
 from tests.support.ports import free_tcp_port, free_udp_port
 from tests.support.radclient import parse_reply, radclient
@@ -79,9 +80,18 @@ def test_the_wheel_has_every_module_of_the_source_tree(wheel: Path) -> None:
     assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith("LICENSE") for n in names)
 
 
+def _user_env() -> dict[str, str]:
+    """The environment a user's shell would have: none of the checkout's OP25B_/PYTHON settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OP25B_", "PYTHON"))}
+
+
 def _run(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OP25B_", "PYTHON"))}
-    return subprocess.run([str(bin_dir / "op25b"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([str(bin_dir / "op25b"), *args], cwd=cwd, env=_user_env(), capture_output=True, text=True, timeout=60)
+
+
+def _start(bin_dir: Path, cwd: Path, log: Any, *args: str) -> subprocess.Popen[bytes]:
+    """`op25b ARGS` of the installed wheel, running in `cwd`, its output in `log`."""
+    return subprocess.Popen([str(bin_dir / "op25b"), *args], cwd=cwd, env=_user_env(), stdout=log, stderr=subprocess.STDOUT)
 
 
 def test_the_installed_command_runs_outside_the_checkout(installed: Path, tmp_path: Path) -> None:
@@ -124,8 +134,7 @@ def test_serve_from_the_wheel_relays_and_filters(installed: Path, tmp_path: Path
     assert upgrade.returncode == 0 and "already at" in upgrade.stdout, upgrade
 
     log = (work / "serve.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OP25B_", "PYTHON"))}
-    proc = subprocess.Popen([str(installed / "op25b"), "serve"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = _start(installed, work, log, "serve")
     try:
         reply = None
         deadline = time.monotonic() + 20
@@ -141,12 +150,7 @@ def test_serve_from_the_wheel_relays_and_filters(installed: Path, tmp_path: Path
         assert reply.get("Filter-Id") == "OP25B-FULL"
         assert "0x" + b"op25b:full".hex() in reply.all("Class")  # radclient prints Class as octets
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        processes.stop(proc, timeout=15)
         log.close()
 
 
@@ -159,14 +163,7 @@ def test_web_from_the_wheel_renders_its_pages(installed: Path, tmp_path: Path) -
     assert _run(installed, work, "init").returncode == 0
     port = free_tcp_port()
     log = (work / "web.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OP25B_", "PYTHON"))}
-    proc = subprocess.Popen(
-        [str(installed / "op25b"), "web", "--listen", f"127.0.0.1:{port}"],
-        cwd=work,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = _start(installed, work, log, "web", "--listen", f"127.0.0.1:{port}")
     try:
         page = css = None
         deadline = time.monotonic() + 20
@@ -182,10 +179,5 @@ def test_web_from_the_wheel_renders_its_pages(installed: Path, tmp_path: Path) -
         assert "Username" in page and "Password" in page and "Sign in" in page
         assert css and "{" in css
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        processes.stop(proc, timeout=15)
         log.close()
