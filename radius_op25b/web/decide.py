@@ -259,6 +259,24 @@ async def authenticate(request: Request) -> Member:
 Body = TypeVar("Body", bound=BaseModel)
 
 
+class FormError(ValueError):
+    """A form body that is not one: undecodable, malformed, or a field given twice."""
+
+
+def form_fields(raw: bytes) -> dict[str, str]:
+    """A form-encoded body (rlm_rest's `body = post`) as fields, each given at most once."""
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw), max_num_fields=32)
+    except ValueError:  # UnicodeDecodeError is one
+        raise FormError("malformed form body") from None
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        if key in fields:
+            raise FormError(f"{key}: given twice")
+        fields[key] = value
+    return fields
+
+
 async def form_or_json(request: Request, model: type[Body]) -> Body:
     """The body as `model`: form-encoded (rlm_rest's `body = post`) or JSON; each field once."""
     raw = await request.body()
@@ -267,18 +285,14 @@ async def form_or_json(request: Request, model: type[Body]) -> Body:
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     try:
         if kind == "application/x-www-form-urlencoded":
-            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw), max_num_fields=32)
-            fields: dict[str, str] = {}
-            for key, value in pairs:
-                if key in fields:
-                    raise HTTPException(422, f"{key}: given twice")
-                fields[key] = value
-            return model.model_validate(fields)
+            return model.model_validate(form_fields(raw))
         if kind in ("application/json", ""):
             return model.model_validate_json(raw or b"null")
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
-    except (UnicodeDecodeError, ValueError):
+    except FormError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except ValueError:  # anything else a parser refuses (pydantic reports its own as ValidationError)
         raise HTTPException(422, "malformed form body") from None
     raise HTTPException(415, "send application/json or application/x-www-form-urlencoded")
 
@@ -356,13 +370,8 @@ class FastDecide:
         if _cached_key(_key_of(headers.get(b"authorization", b"").decode("latin-1")), held) is None:
             return None
         try:
-            fields: dict[str, str] = {}
-            for key, value in parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True, max_num_fields=32):
-                if key in fields:
-                    return None
-                fields[key] = value
-            body = DecideBody.model_validate(fields)
-        except (ValueError, ValidationError):  # UnicodeDecodeError is a ValueError
+            body = DecideBody.model_validate(form_fields(raw))
+        except ValueError:  # FormError, ValidationError: the route answers it
             return None
         decision, _, attributes = held.decide(body)
         if decision.filter_class is d.FilterClass.NONE and not attributes:
