@@ -109,11 +109,18 @@ def _integer(attributes: Attributes, attr_type: int) -> int | None:
 
 
 def _octets(attributes: Attributes, low: int, high: int) -> int | None:
+    return octets(_integer(attributes, low), _integer(attributes, high))
+
+
+def event_time_of(stamp: int | None, delay: int | None, received: float) -> float:
+    """When the event happened: Event-Timestamp (RFC 2869 §5.3), else its arrival minus
+    Acct-Delay-Time (RFC 2866 §5.2)."""
+    return float(stamp) if stamp else received - (delay or 0)
+
+
+def octets(count: int | None, gigawords: int | None) -> int | None:
     """RFC 2869 §5.1: Gigawords count the times the 32-bit octet counter wrapped."""
-    count = _integer(attributes, low)
-    if count is None:
-        return None
-    return ((_integer(attributes, high) or 0) << 32) + count
+    return None if count is None else ((gigawords or 0) << 32) + count
 
 
 def _prefix(attributes: Attributes, attr_type: int) -> str | None:
@@ -132,7 +139,7 @@ def record_from_request(attributes: Attributes, nas_name: str, nas_address: str,
     if status is None:
         return None
     stamp = _integer(attributes, EVENT_TIMESTAMP)
-    event_time = float(stamp) if stamp else received - (_integer(attributes, ACCT_DELAY_TIME) or 0)
+    event_time = event_time_of(stamp, _integer(attributes, ACCT_DELAY_TIME), received)
     framed = get_first(attributes, FRAMED_IP_ADDRESS)
     nas_ip = get_first(attributes, NAS_IP_ADDRESS)
     cause = _integer(attributes, ACCT_TERMINATE_CAUSE)

@@ -43,7 +43,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from radius_op25b.core.accounting import STATUS_NAMES, TERMINATE_CAUSES, AccountingRecord
+from radius_op25b.core.accounting import STATUS_NAMES, TERMINATE_CAUSES, AccountingRecord, event_time_of, octets
 from radius_op25b.core.clients import ClientTable
 from radius_op25b.radius import (
     ACCT_STATUS_ACCOUNTING_OFF,
@@ -53,7 +53,7 @@ from radius_op25b.radius import (
     ACCT_STATUS_STOP,
 )
 from radius_op25b.services.recorder import Recorder
-from radius_op25b.services.spool import Spool
+from radius_op25b.services.spool import Spool, list_segments
 
 log = logging.getLogger("op25b.accounting")
 
@@ -138,10 +138,9 @@ class AccountingBody(BaseModel):
         status = self.status()
         if status is None:
             return None
-        event_time = float(self.event_timestamp) if self.event_timestamp else received - (self.acct_delay_time or 0)
         return AccountingRecord(
             status=status,
-            event_time=event_time,
+            event_time=event_time_of(self.event_timestamp, self.acct_delay_time, received),
             nas_name=nas_name,
             nas_address=str(self.nas_address),
             acct_session_id=self.acct_session_id or "",
@@ -154,15 +153,10 @@ class AccountingBody(BaseModel):
             delegated_ipv6_prefix=str(self.delegated_ipv6_prefix) if self.delegated_ipv6_prefix is not None else None,
             class_applied=self.op25b_tag(),
             session_time=self.acct_session_time,
-            input_octets=_octets(self.acct_input_octets, self.acct_input_gigawords),
-            output_octets=_octets(self.acct_output_octets, self.acct_output_gigawords),
+            input_octets=octets(self.acct_input_octets, self.acct_input_gigawords),
+            output_octets=octets(self.acct_output_octets, self.acct_output_gigawords),
             terminate_cause=self.terminate_cause(),
         )
-
-
-def _octets(low: int | None, high: int | None) -> int | None:
-    """RFC 2869 §5.1/5.2: the Gigawords count how often the 32-bit counter wrapped."""
-    return None if low is None else ((high or 0) << 32) + low
 
 
 class PluginRecorder:
@@ -193,7 +187,7 @@ class PluginRecorder:
         return self.recorder
 
     def start_if_pending(self) -> None:
-        if any(self.spool_dir.glob("*.jsonl")):
+        if list_segments(self.spool_dir):
             self.start()
 
     def close(self) -> None:
