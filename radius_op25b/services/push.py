@@ -407,11 +407,7 @@ class PushWorker:
             valid = False
         if not valid:
             return self._refuse("bad_authenticator", addr)
-        if data[0] not in (COA_ACK, COA_NAK, DISCONNECT_ACK, DISCONNECT_NAK):
-            return self._refuse("unexpected_code", addr)
-        if not waiting.future.done():
-            waiting.future.set_result(data)
-        return None
+        return self._settle(waiting, data, addr)
 
     def tunnel_reply(self, data: bytes, client_name: str, v11: bool) -> None:
         """An answer that came back over a RadSec NAS's connection (the CoA tunnel)."""
@@ -421,6 +417,10 @@ class PushWorker:
         waiting = self._waiting.get(data[7]) if len(data) >= 20 else None  # the Token's last octet
         if waiting is None or not waiting.v11 or data[4:8] != waiting.authenticator[:4] or waiting.destination != source:
             return self._refuse("unmatched", source)
+        return self._settle(waiting, data, source)
+
+    def _settle(self, waiting: _Waiting, data: bytes, source: Any) -> None:
+        """A matched, authentic answer: it must be one of RFC 5176's four; then its request has it."""
         if data[0] not in (COA_ACK, COA_NAK, DISCONNECT_ACK, DISCONNECT_NAK):
             return self._refuse("unexpected_code", source)
         if not waiting.future.done():
