@@ -236,10 +236,93 @@ class PhaseResult:
     lost: int
     lag: float
     rows: int
+    cpu: Cpu | None = None
 
     @property
     def rate(self) -> float:
         return self.acked / self.seconds if self.seconds else 0.0
+
+    def per_record(self, seconds: float) -> float:
+        """CPU microseconds per acknowledged record."""
+        return seconds / self.acked * 1e6 if self.acked else 0.0
+
+
+# --- CPU per record: what each side itself costs, apart from the load and the upstream they share ---
+
+TICK = os.sysconf("SC_CLK_TCK")
+BENCH_APP = "op25b-accounting-bench"  # application_name of the bench's own connections (not counted)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process, all its threads (/proc/PID/stat utime, stime)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def with_descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+@dataclass
+class Cpu:
+    """CPU seconds over one phase (from radclient's start until the table is complete): the
+    proxy's own processes (A: `op25b serve` and its drain process; B: FreeRADIUS, all threads),
+    the PostgreSQL backends serving them, and the shared upstream FreeRADIUS. radclient and the
+    kernel's writeback threads are not counted on either side."""
+
+    proxy: float = 0.0
+    database: float = 0.0
+    upstream: float = 0.0
+
+    @property
+    def own(self) -> float:
+        return self.proxy + self.database
+
+
+class CpuMeter:
+    def __init__(self, engine: Engine, proxy_pid: int, upstream_pid: int) -> None:
+        self.engine, self.proxy_pid, self.upstream_pid = engine, proxy_pid, upstream_pid
+        self.before: dict[str, dict[int, float]] = {}
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        with self.engine.connect() as conn:
+            backends = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_type = 'client backend' AND application_name <> :me"
+                ),
+                {"me": BENCH_APP},
+            ).scalars()
+            backend_pids = list(backends)
+        groups = {"proxy": with_descendants(self.proxy_pid), "database": backend_pids, "upstream": [self.upstream_pid]}
+        return {name: {pid: c for pid in pids if (c := cpu_seconds(pid)) is not None} for name, pids in groups.items()}
+
+    def start(self) -> None:
+        self.before = self._sample()
+
+    def stop(self) -> Cpu:
+        """A process (or backend) that appeared during the phase counts from zero."""
+        after = self._sample()
+        spent = {
+            name: sum(max(0.0, c - self.before.get(name, {}).get(pid, 0.0)) for pid, c in after[name].items()) for name in after
+        }
+        return Cpu(spent["proxy"], spent["database"], spent["upstream"])
 
 
 @dataclass
@@ -357,14 +440,20 @@ def one_run(
         for phase in ("start", "update"):
             load = tmp / f"{phase}-{run}.txt"
             count = write_load(load, args.sessions, phase, run)
+            meter = CpuMeter(engine, proxy.pid, upstream.pid)
+            meter.start()
             done = radclient_acct(server, load, count, args.parallel, args.nases)
             query = text(QUERIES[side][phase]).bindparams(p=f"r{run}-%")
             lag, rows = wait_rows(engine, str(query.compile(compile_kwargs={"literal_binds": True})), args.sessions)
-            result = PhaseResult(side, phase, count, done.seconds, done.accepted, done.lost, lag, rows)
+            result = PhaseResult(side, phase, count, done.seconds, done.accepted, done.lost, lag, rows, meter.stop())
             results.append(result)
+            cpu = result.cpu
+            assert cpu is not None
             print(
                 f"  {side} {phase:6}: {count:,} records in {done.seconds:.2f} s = {result.rate:,.0f} acked/s, "
-                f"lost {done.lost:,}; table complete {lag:.2f} s after the last ack ({rows:,}/{args.sessions:,} rows)"
+                f"lost {done.lost:,}; table complete {lag:.2f} s after the last ack ({rows:,}/{args.sessions:,} rows); "
+                f"CPU us/record: proxy {result.per_record(cpu.proxy):.0f}, database {result.per_record(cpu.database):.0f}, "
+                f"upstream {result.per_record(cpu.upstream):.0f}"
             )
     finally:
         if isinstance(proxy, Op25bServe):
@@ -644,12 +733,36 @@ def pairs_report(fig: Figures, args: argparse.Namespace) -> list[str]:
             f"{median(ratios):.2f} | {median([r.lag for r in a]):.2f}, {max(r.lag for r in a):.2f} | "
             f"{max(r.lag for r in b):.2f} | {sum(r.lost for r in a)} / {sum(r.lost for r in b)} |"
         )
-    lines.append("\nPer run:\n")
-    lines.append("| side | phase | records | s | acked/s | lost | lag s | rows |")
-    lines.append("|---|---|---|---|---|---|---|---|")
-    for r in fig.results:
+    lines += [
+        "\nCPU per acknowledged record (microseconds, user + system, /proc): each side's own processes "
+        "(A: `op25b serve` and its drain process; B: FreeRADIUS) and the PostgreSQL backends serving them, "
+        "from radclient's start until the table is complete. The upstream FreeRADIUS is shared; radclient "
+        "(the same load for both) and the kernel's writeback threads are not counted.\n",
+        "| phase | A proxy + database = own | B proxy + database = own | B own / A own (median of pairs) | upstream A / B |",
+        "|---|---|---|---|---|",
+    ]
+    for phase in ("start", "update"):
+        a = [r for r in fig.results if r.side == "A" and r.phase == phase and r.cpu]
+        b = [r for r in fig.results if r.side == "B" and r.phase == phase and r.cpu]
+        if not a or not b:
+            continue
+
+        def us(rs: list[PhaseResult], part: str) -> float:
+            return median([r.per_record(getattr(r.cpu, part)) for r in rs])
+
+        own_ratios = [y.per_record(y.cpu.own) / x.per_record(x.cpu.own) for x, y in zip(a, b, strict=False) if x.cpu and y.cpu]
         lines.append(
-            f"| {r.side} | {r.phase} | {r.records:,} | {r.seconds:.2f} | {r.rate:,.0f} | {r.lost} | {r.lag:.2f} | {r.rows:,} |"
+            f"| {phase} | {us(a, 'proxy'):.0f} + {us(a, 'database'):.0f} = {us(a, 'own'):.0f} | "
+            f"{us(b, 'proxy'):.0f} + {us(b, 'database'):.0f} = {us(b, 'own'):.0f} | {median(own_ratios):.2f} | "
+            f"{us(a, 'upstream'):.0f} / {us(b, 'upstream'):.0f} |"
+        )
+    lines.append("\nPer run:\n")
+    lines.append("| side | phase | records | s | acked/s | lost | lag s | rows | CPU us/record proxy, database |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for r in fig.results:
+        cpu = f"{r.per_record(r.cpu.proxy):.0f}, {r.per_record(r.cpu.database):.0f}" if r.cpu else "-"
+        lines.append(
+            f"| {r.side} | {r.phase} | {r.records:,} | {r.seconds:.2f} | {r.rate:,.0f} | {r.lost} | {r.lag:.2f} | {r.rows:,} | {cpu} |"
         )
     return lines
 
@@ -724,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = tmp / "admin.toml"
         cfg.write_text(f'[database]\nurl = "{db_url}"\n')
         run_op25b(cfg, "db", "upgrade")
-        engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
+        engine = create_engine(db_url, isolation_level="AUTOCOMMIT", connect_args={"application_name": BENCH_APP})
         with engine.connect() as conn:
             conn.exec_driver_sql((STOCK_SQL / "schema.sql").read_text())
         fig.facts = host_facts()

@@ -65,6 +65,11 @@ class FreeRadius(FreeRadiusInstance):
             LIVE.remove(self)
         super().stop(timeout)
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
 
 class Upstream(FreeRadius):
     """deploy/freeradius (the tests' upstream), rendered as is, then in the copy: no per-request
@@ -131,11 +136,6 @@ class SqlProxy(FreeRadius):
             dst.write_text(pattern.sub(lambda m: self.values[m.group(0)], src.read_text()))
             os.chmod(dst, 0o640)
         return conf
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
 
 class Op25bServe:

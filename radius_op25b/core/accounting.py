@@ -4,6 +4,7 @@ database has them is `services/spool.py`."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import math
@@ -38,6 +39,7 @@ from radius_op25b.radius import (
     decode_ipv6_prefix,
     get_all,
     get_first,
+    ipv4_text,
 )
 
 STATUS_NAMES = {
@@ -151,10 +153,10 @@ def record_from_request(attributes: Attributes, nas_name: str, nas_address: str,
         nas_address=nas_address,
         acct_session_id=_text(attributes, ACCT_SESSION_ID) or "",
         username=_text(attributes, USER_NAME) or "",
-        nas_ip_address=str(ipaddress.IPv4Address(nas_ip)) if nas_ip is not None and len(nas_ip) == 4 else None,
+        nas_ip_address=ipv4_text(nas_ip) if nas_ip is not None and len(nas_ip) == 4 else None,
         nas_identifier=_text(attributes, NAS_IDENTIFIER),
         nas_port_id=_text(attributes, NAS_PORT_ID),
-        framed_ip=str(ipaddress.IPv4Address(framed)) if framed is not None and len(framed) == 4 else None,
+        framed_ip=ipv4_text(framed) if framed is not None and len(framed) == 4 else None,
         framed_ipv6_prefix=_prefix(attributes, FRAMED_IPV6_PREFIX),
         delegated_ipv6_prefix=_prefix(attributes, DELEGATED_IPV6_PREFIX),
         class_applied=tag,
@@ -220,6 +222,7 @@ def _clean_int(value: object, high: int) -> int | None:
     return min(max(value, 0), high)
 
 
+@functools.lru_cache(maxsize=65536)  # NAS addresses repeat in every record; ip_address is slow
 def _clean_address(value: str | None) -> str | None:
     if not value:
         return None
@@ -229,6 +232,7 @@ def _clean_address(value: str | None) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=16384)
 def _clean_prefix(value: str | None) -> str | None:
     if not value:
         return None
@@ -259,14 +263,14 @@ def clean_record(record: AccountingRecord) -> AccountingRecord:
     for name in ("acct_session_id", "username", "nas_name"):
         if changes[name] is None:
             changes[name] = ""
-    nas_address = _clean_address(changes["nas_address"])  # type: ignore[arg-type]
+    nas_address = _clean_address(changes["nas_address"])
     if nas_address is None:
         raise RecordRefused(f"NAS address {record.nas_address!r} is not an address")  # CoA goes back there
     changes["nas_address"] = nas_address
-    changes["nas_ip_address"] = _clean_address(changes["nas_ip_address"])  # type: ignore[arg-type]
-    changes["framed_ip"] = _clean_address(changes["framed_ip"])  # type: ignore[arg-type]
+    changes["nas_ip_address"] = _clean_address(changes["nas_ip_address"])
+    changes["framed_ip"] = _clean_address(changes["framed_ip"])
     for name in ("framed_ipv6_prefix", "delegated_ipv6_prefix"):
-        changes[name] = _clean_prefix(changes[name])  # type: ignore[arg-type]
+        changes[name] = _clean_prefix(changes[name])
     changes["session_time"] = _clean_int(record.session_time, SESSION_TIME_MAX)
     for name in ("input_octets", "output_octets"):
         changes[name] = _clean_int(getattr(record, name), COUNTER_MAX)

@@ -150,6 +150,7 @@ from radius_op25b.radius.values import (
     encode_ipv4,
     encode_ipv6_prefix,
     encode_string,
+    ipv4_text,
     split_value,
 )
 
@@ -241,6 +242,7 @@ __all__ = [
     "code_name",
     "decode_integer",
     "decode_ipv4",
+    "ipv4_text",
     "decode_ipv6_prefix",
     "decode_string",
     "decrypt_salted",

@@ -5,6 +5,7 @@ Decoders raise MalformedPacket: the value came off the wire; encoders raise Valu
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 
 from radius_op25b.errors import MalformedPacket
@@ -48,6 +49,14 @@ def decode_ipv4(value: bytes) -> ipaddress.IPv4Address:
     if len(value) != 4:
         raise MalformedPacket(f"address value is {len(value)} octets, not 4")
     return ipaddress.IPv4Address(value)
+
+
+def ipv4_text(value: bytes) -> str:
+    """A 4-octet address value as dotted text, as str(decode_ipv4(value)) gives it, for a tenth
+    of the cost (the accounting hot path reads two per record)."""
+    if len(value) != 4:
+        raise MalformedPacket(f"address value is {len(value)} octets, not 4")
+    return socket.inet_ntop(socket.AF_INET, value)
 
 
 def encode_ipv6_prefix(network: str | ipaddress.IPv6Network) -> bytes:

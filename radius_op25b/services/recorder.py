@@ -538,7 +538,9 @@ def drain_main() -> None:
         report[key] += n
 
     drainer = Drainer(
-        db.make_engine(setup["url"]),
+        # No pre-ping round trip per batch: a dead connection fails its statement instead
+        # (StoreUnavailable: the segment stays, the pool replaces the connection, the next try works).
+        db.make_engine(setup["url"], pre_ping=False),
         lambda: sources,
         Quarantine(setup["quarantine"]),
         lambda applied, seconds: report["batches"].append((applied, seconds)),

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from radius_op25b.errors import MalformedPacket
 from radius_op25b.radius import (
@@ -30,6 +32,7 @@ from radius_op25b.radius import (
     encode_string,
     get_all,
     get_first,
+    ipv4_text,
     iter_vsas,
     join_vsa,
     replace_attributes,
@@ -199,9 +202,14 @@ def test_value_encoders() -> None:
             encode_integer(bad)
     with pytest.raises(ValueError):
         encode_ipv4("2001:db8::1")
-    for decode in (decode_integer, decode_ipv4):
+    for decode in (decode_integer, decode_ipv4, ipv4_text):
         with pytest.raises(MalformedPacket):
             decode(b"\x00\x00\x00")
+
+
+@given(st.binary(min_size=4, max_size=4))
+def test_ipv4_text_is_the_address_as_ipaddress_writes_it(value: bytes) -> None:
+    assert ipv4_text(value) == str(decode_ipv4(value))
 
 
 @pytest.mark.parametrize(
