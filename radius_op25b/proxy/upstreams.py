@@ -5,6 +5,7 @@ Status-Server probes are how a zombie or dead server gets the chance to answer).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from collections.abc import Iterable, Mapping
@@ -43,7 +44,7 @@ class Upstream:
     @property
     def family(self) -> int:
         """4 or 6: which of the relay's upstream sockets can reach it."""
-        return ipaddress.ip_address(self.config.address).version
+        return _family(self.config.address)
 
     # Metric children resolved once: label lookups cost more than the increments themselves.
     def sent_counter(self, kind: str) -> Any:
@@ -138,3 +139,9 @@ class Router:
         if realm is not None and realm in self.routes:
             return self.routes[realm]
         return self.default
+
+
+@functools.lru_cache(maxsize=256)
+def _family(address: str) -> int:
+    # Asked for every request relayed (Relay._allocate): parsing the text each time showed in py-spy.
+    return ipaddress.ip_address(address).version
