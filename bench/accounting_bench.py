@@ -69,6 +69,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import Engine, make_url  # noqa: E402
 
 from bench.common import append_record, git_revision, host_facts, median, pg_facts, run_op25b  # noqa: E402
+from bench.proxy.procs import cpu_seconds  # noqa: E402
 from bench.proxy.radclient import RadclientRun  # noqa: E402
 from bench.proxy.servers import Op25bServe, SqlProxy, Upstream, recv_buffer, stop_all, udp_ports  # noqa: E402
 from bench.proxy.subscribers import NAS_SECRET, UPSTREAM_SECRET  # noqa: E402
@@ -249,34 +250,7 @@ class PhaseResult:
 
 # --- CPU per record: what each side itself costs, apart from the load and the upstream they share ---
 
-TICK = os.sysconf("SC_CLK_TCK")
 BENCH_APP = "op25b-accounting-bench"  # application_name of the bench's own connections (not counted)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a process, all its threads (/proc/PID/stat utime, stime)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def with_descendants(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    found, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier]
-        found += frontier
-    return found
 
 
 @dataclass
@@ -310,8 +284,9 @@ class CpuMeter:
                 {"me": BENCH_APP},
             ).scalars()
             backend_pids = list(backends)
-        groups = {"proxy": with_descendants(self.proxy_pid), "database": backend_pids, "upstream": [self.upstream_pid]}
-        return {name: {pid: c for pid in pids if (c := cpu_seconds(pid)) is not None} for name, pids in groups.items()}
+        # The proxy's whole process tree in one figure (procs.cpu_seconds): its drain process too.
+        groups = {"proxy": [self.proxy_pid], "database": backend_pids, "upstream": [self.upstream_pid]}
+        return {name: {pid: cpu_seconds(pid) for pid in pids} for name, pids in groups.items()}
 
     def start(self) -> None:
         self.before = self._sample()
